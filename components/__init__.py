@@ -1,0 +1,1 @@
+"""convflow's pipeline steps; the contract every step follows is in components/base.py."""

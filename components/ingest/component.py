@@ -1,0 +1,114 @@
+"""The ingest component: IDX files, a TFDS dataset or an image folder -> Examples shards."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from components import examples
+from components.base import EXAMPLES, ComponentError, Context, component
+from components.ingest import folder, idx, tfds_source
+from components.ingest.params import Params
+from components.ingest.split import maybe_stack, stratified_sample, stratified_split, take
+
+REJECTED_FILE = "rejected.jsonl"
+
+
+def _read_source(p: Params, ctx: Context):
+    """Returns (class names, {split: (images, labels)}, rejected, records seen)."""
+    if p.source == "idx":
+        names = list(p.idx.class_names)
+        rejected, splits = [], {}
+        for split, (im, lb) in {
+            "train": (p.idx.train_images, p.idx.train_labels),
+            "test": (p.idx.test_images, p.idx.test_labels),
+        }.items():
+            images, labels, bad = idx.read_pair(im, lb, len(names))
+            splits[split] = (images, labels)
+            rejected += bad
+        return names, splits, rejected
+    if p.source == "tfds":
+        names, splits = tfds_source.read(p.tfds_name, p.tfds_data_dir, p.tfds_download, ctx.progress)
+        return names, splits, []
+    names, files = folder.layout(p.folder)
+    splits, rejected = {}, []
+    for split, split_files in files.items():
+        images, labels, bad = folder.read_split(split_files, ctx.progress)
+        splits[split] = (images, labels)
+        rejected += bad
+    everything = [im for images, _ in splits.values() for im in images]
+    converted = iter(folder.to_channels(everything, p.channels))
+    splits = {s: ([next(converted) for _ in images], labels) for s, (images, labels) in splits.items()}
+    return names, splits, rejected
+
+
+def _carve(splits: dict, p: Params) -> dict:
+    """Makes train/validation/test: test from an unsplit folder, validation from train."""
+    if "all" in splits:
+        images, labels = splits.pop("all")
+        keep, test = stratified_split(labels, p.test_fraction, p.seed)
+        splits["train"] = (take(images, keep), labels[keep])
+        splits["test"] = (take(images, test), labels[test])
+    if "validation" not in splits:
+        images, labels = splits["train"]
+        keep, val = stratified_split(labels, p.validation_fraction, p.seed + 1)
+        splits["train"] = (take(images, keep), labels[keep])
+        splits["validation"] = (take(images, val), labels[val])
+    if p.max_examples:
+        for s, (images, labels) in splits.items():
+            pick = stratified_sample(labels, p.max_examples, p.seed + 2)
+            splits[s] = (take(images, pick), labels[pick])
+    return {s: (maybe_stack(splits[s][0]), splits[s][1]) for s in examples.SPLITS if s in splits}
+
+
+def _check_rejections(rejected: list[dict], accepted: int, p: Params, ctx: Context) -> None:
+    # Kept in work_dir too: the output directory is discarded when the step fails.
+    lines = "".join(json.dumps(r) + "\n" for r in rejected)
+    for path in (ctx.outputs["examples"].path / REJECTED_FILE, ctx.work_dir / REJECTED_FILE):
+        path.write_text(lines)
+    total = accepted + len(rejected)
+    if rejected:
+        ctx.tracker.log_artifact(ctx.work_dir / REJECTED_FILE)
+    if accepted == 0:
+        raise ComponentError(
+            f"no usable images ({len(rejected)} rejected, see {ctx.work_dir / REJECTED_FILE})"
+        )
+    share = len(rejected) / total
+    if share > p.max_rejected_fraction:
+        raise ComponentError(
+            f"{len(rejected)} of {total} records rejected ({share:.1%}), above "
+            f"ingest.max_rejected_fraction={p.max_rejected_fraction}; reasons in "
+            f"{ctx.work_dir / REJECTED_FILE}"
+        )
+
+
+@component(name="ingest", inputs={}, outputs={"examples": EXAMPLES}, params=Params)
+def ingest(ctx: Context) -> None:
+    """Reads the configured source and writes train/validation/test TFRecord shards."""
+    p: Params = ctx.params
+    out = ctx.outputs["examples"]
+    names, splits, rejected = _read_source(p, ctx)
+    accepted = sum(len(labels) for _, labels in splits.values())
+    _check_rejections(rejected, accepted, p, ctx)
+    splits = _carve(splits, p)
+    entries, histogram = {}, {}
+    for split, (images, labels) in ctx.progress(splits.items(), total=len(splits), desc="write shards"):
+        entries[split] = examples.write_split(out.path, split, images, labels, p.shard_size)
+        histogram[split] = np.bincount(labels, minlength=len(names)).tolist()
+    shapes = {tuple(im.shape) for images, _ in splits.values() for im in images[:1]}
+    uniform = all(isinstance(images, np.ndarray) for images, _ in splits.values()) and len(shapes) == 1
+    out.properties.update(
+        splits=entries,
+        dtype="uint8",
+        image_shape=list(next(iter(shapes))) if uniform else None,
+        channels=int(next(iter(splits.values()))[0][0].shape[-1]),
+        class_names=names,
+        num_classes=len(names),
+        label_histogram=histogram,
+        rejected=len(rejected),
+        source=p.source,
+    )
+    ctx.log_metrics(
+        {f"{s}_examples": e["count"] for s, e in entries.items()} | {"rejected": len(rejected)}
+    )

@@ -1,0 +1,1 @@
+"""convflow's orchestration: config loading, the DAG, the cached runner, the CLI."""

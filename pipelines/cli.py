@@ -1,0 +1,141 @@
+"""The ``convflow`` command: run, validate, models, predict."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from pipelines.config import ConfigError, apply_overrides, read_yaml, resolve
+
+EXIT_USAGE, EXIT_FAILED = 2, 1
+
+
+def load_config(path: str, overrides: list[str]):
+    """Reads, overrides and validates a config; returns (Config, definition module)."""
+    from pipelines import definitions
+
+    data = apply_overrides(read_yaml(path), overrides)
+    section = data.get("pipeline") or {}
+    template = section.get("template", "image_classification") if isinstance(section, dict) else None
+    definition = definitions.get(template)
+    return resolve(data, {n: c.params_cls for n, c in definition.COMPONENTS.items()}, path), definition
+
+
+def _cmd_run(args) -> int:
+    from pipelines import runner
+    from pipelines.dag import PipelineError
+    from pipelines.store import StoreLockedError
+    from pipelines.tracking import TrackingUnavailable
+
+    cfg, definition = load_config(args.config, args.set)
+    if args.artifact_root:
+        import dataclasses
+
+        cfg = dataclasses.replace(
+            cfg, pipeline=dataclasses.replace(cfg.pipeline, artifact_root=args.artifact_root)
+        )
+    opts = runner.RunOptions(
+        force=args.force,
+        from_step=args.from_step,
+        to_step=args.to_step,
+        tracking_uri=args.tracking_uri,
+        wait=args.wait,
+        show_progress=not args.quiet,
+    )
+    try:
+        pipeline = definition.create_pipeline(cfg)
+        results, run_id = runner.run(pipeline, cfg, opts)
+    except (PipelineError, StoreLockedError, TrackingUnavailable) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(e, PipelineError) else EXIT_FAILED
+    except Exception as e:
+        if type(e).__module__.startswith(("mlflow", "requests", "urllib3")):
+            print(
+                f"error: lost the MLflow tracking store mid-run ({str(e).splitlines()[0][:200]}); "
+                f"published artifacts are kept in {cfg.pipeline.artifact_root}: re-run to resume",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
+        raise
+    print(f"MLflow run {run_id} in experiment {cfg.pipeline.name!r}")
+    return EXIT_FAILED if any(r.status == runner.FAILED for r in results) else 0
+
+
+def _cmd_validate(args) -> int:
+    cfg, definition = load_config(args.config, args.set)
+    definition.create_pipeline(cfg)
+    print(cfg.to_yaml(), end="")
+    return 0
+
+
+def _cmd_models(args) -> int:
+    from models.registry import describe
+
+    rows = describe()
+    header = ("model", "kind", "params", "inputs", "paper")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    from components.serving import predict
+
+    return predict(args.model, args.images)
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="convflow", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def with_config(p):
+        p.add_argument("config", help="pipeline config YAML, e.g. configs/fashion_mnist_lenet.yaml")
+        p.add_argument(
+            "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+            help="override a config value (YAML-typed); repeatable",
+        )
+
+    run = sub.add_parser("run", help="run a pipeline (cached, resumable)")
+    with_config(run)
+    run.add_argument("--force", action="store_true", help="ignore the cache for the selected steps")
+    run.add_argument("--from", dest="from_step", metavar="STEP", help="re-run STEP and everything after it")
+    run.add_argument("--to", dest="to_step", metavar="STEP", help="stop after STEP")
+    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or embedded sqlite)")
+    run.add_argument("--artifact-root", help="override pipeline.artifact_root")
+    run.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                     help="wait this long for another run holding the store (default: fail at once)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(fn=_cmd_run)
+
+    val = sub.add_parser("validate", help="check a config and print it resolved")
+    with_config(val)
+    val.set_defaults(fn=_cmd_validate)
+
+    mod = sub.add_parser("models", help="list the model zoo")
+    mod.set_defaults(fn=_cmd_models)
+
+    pred = sub.add_parser("predict", help="classify image files with a registered model")
+    pred.add_argument("images", nargs="+", metavar="[MODEL_URI] IMAGE")
+    pred.set_defaults(fn=_cmd_predict)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = parser().parse_args(argv)
+    if args.command == "predict":
+        first = args.images[0]
+        is_uri = first.startswith(("models:/", "runs:/", "file:", "mlflow-artifacts:")) or os.path.isdir(first)
+        args.model = first if is_uri and len(args.images) > 1 else None
+        args.images = args.images[1:] if args.model else args.images
+    try:
+        return args.fn(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

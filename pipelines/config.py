@@ -1,0 +1,245 @@
+"""YAML configs -> frozen dataclasses, validated once at the edge.
+
+A config file has a ``pipeline:`` section (:class:`PipelineSettings`) and one section per
+component of the pipeline it names, typed by that component's params dataclass. Every
+mistake (unknown key, wrong type, value out of range, missing file) raises
+:class:`ConfigError` whose message is one line naming the key, the bad value and what is
+allowed; the CLI prints it and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.base import param
+
+
+class ConfigError(Exception):
+    """A bad config; the message is the whole story, on one line."""
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """The ``pipeline:`` section.
+
+    Attributes:
+        name: pipeline name; also the MLflow experiment name.
+        template: which pipeline definition builds the DAG (see pipelines/definitions).
+        model_name: registered model name in the MLflow model registry.
+        artifact_root: where artifacts are published (a local directory).
+        tracking_uri: MLflow tracking URI; None means the embedded sqlite store.
+    """
+
+    name: str = param(help="pipeline name, also the MLflow experiment")
+    template: str = param("image_classification", help="pipeline definition")
+    model_name: str | None = param(None, help="registered model name (default: name)")
+    artifact_root: str = param("convflow_runs/artifacts", help="artifact store directory")
+    tracking_uri: str | None = param(None, help="MLflow tracking URI (default: sqlite)")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A resolved, validated pipeline config."""
+
+    pipeline: PipelineSettings
+    sections: Mapping[str, Any]  # component name -> its params dataclass
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"pipeline": dataclasses.asdict(self.pipeline)}
+        out.update({k: dataclasses.asdict(v) for k, v in self.sections.items()})
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @property
+    def hash(self) -> str:
+        canonical = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def __getitem__(self, section: str) -> Any:
+        return self.sections[section]
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _limits_text(meta: Mapping[str, Any]) -> str:
+    parts = []
+    if "choices" in meta:
+        parts.append("one of " + ", ".join(repr(c) for c in meta["choices"]))
+    if "min" in meta:
+        parts.append(f">= {meta['min']}")
+    if "min_exclusive" in meta:
+        parts.append(f"> {meta['min_exclusive']}")
+    if "max" in meta:
+        parts.append(f"<= {meta['max']}")
+    return " and ".join(parts)
+
+
+def _check_limits(key: str, value: Any, meta: Mapping[str, Any]) -> None:
+    items = value if isinstance(value, list | tuple) else [value]
+    for item in items:
+        bad = (
+            ("choices" in meta and item not in meta["choices"])
+            or ("min" in meta and item is not None and item < meta["min"])
+            or ("min_exclusive" in meta and item is not None and item <= meta["min_exclusive"])
+            or ("max" in meta and item is not None and item > meta["max"])
+        )
+        if bad:
+            raise ConfigError(f"{key}: {item!r} is not allowed; expected {_limits_text(meta)}")
+
+
+def coerce(key: str, value: Any, tp: Any) -> Any:
+    """Checks ``value`` against the annotation ``tp`` and returns it in that type."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return coerce(key, value, arg)
+            except ConfigError as e:
+                errors.append(e)
+        raise ConfigError(f"{key}: {value!r} is not a {' or '.join(map(_type_name, args))}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not allowed; expected one of {list(args)}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} keys, got {value!r}")
+        return build_dataclass(tp, value, key)
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: {value!r} is not a list")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{key}: {value!r} must have {len(args)} items")
+            return tuple(coerce(f"{key}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args)))
+        item_tp = args[0] if args else Any
+        items = [coerce(f"{key}[{i}]", v, item_tp) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: {value!r} is not a mapping")
+        vt = args[1] if args else Any
+        return {str(k): coerce(f"{key}.{k}", v, vt) for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: {value!r} is not a bool (true or false)")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: {value!r} is not an int")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: {value!r} is not a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: {value!r} is not a string")
+        return value
+    raise ConfigError(f"{key}: unsupported config type {_type_name(tp)}")
+
+
+def build_dataclass(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    """Builds a frozen dataclass from a mapping, checking keys, types and limits."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{prefix}.{unknown[0]}: unknown key; allowed keys: {', '.join(sorted(fields))}"
+        )
+    values = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}"
+        if name in data:
+            value = coerce(key, data[name], hints[name])
+        elif f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+            continue
+        else:
+            raise ConfigError(f"{key}: missing; {f.metadata.get('help') or 'required'}")
+        _check_limits(key, value, f.metadata)
+        values[name] = value
+    try:
+        return cls(**values)
+    except (ValueError, TypeError) as e:  # a params __post_init__ cross-field check
+        raise ConfigError(f"{prefix}: {e}") from None
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: expected section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Applies ``section.key=value`` overrides (values parsed as YAML, so typed)."""
+    for text in overrides:
+        path, value = _parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {text!r}: {part} is not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {str(path)!r}; configs live in configs/")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def resolve(data: Mapping[str, Any], components: Mapping[str, type], source: str = "") -> Config:
+    """Validates raw config data against the pipeline settings and component params."""
+    data = dict(data)
+    pipeline = build_dataclass(PipelineSettings, data.pop("pipeline", None) or {}, "pipeline")
+    unknown = sorted(set(data) - set(components))
+    if unknown:
+        allowed = ", ".join(["pipeline", *components])
+        raise ConfigError(f"{unknown[0]}: unknown section; allowed sections: {allowed}")
+    sections = {}
+    for name, params_cls in components.items():
+        section = data.get(name) or {}
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"{name}: expected a mapping, got {section!r}")
+        sections[name] = build_dataclass(params_cls, section, name)
+    if pipeline.model_name is None:
+        pipeline = dataclasses.replace(pipeline, model_name=pipeline.name)
+    return Config(pipeline=pipeline, sections=sections, source=source)

@@ -1,0 +1,18 @@
+"""Pipeline definitions, by template name. Each module has COMPONENTS and create_pipeline(cfg)."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from pipelines.config import ConfigError
+
+TEMPLATES = {"image_classification": "pipelines.definitions.image_classification"}
+
+
+def get(template: str) -> ModuleType:
+    if template not in TEMPLATES:
+        raise ConfigError(
+            f"pipeline.template: {template!r} is not allowed; expected one of {sorted(TEMPLATES)}"
+        )
+    return importlib.import_module(TEMPLATES[template])

@@ -1,0 +1,264 @@
+"""The local DAG runner: cache, atomic publish, lock, MLflow runs, summary table."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from components.base import ComponentError, Context, OutputArtifact
+from pipelines import tracking
+from pipelines.cache import package_versions, step_key
+from pipelines.config import Config
+from pipelines.dag import Pipeline, PipelineError
+from pipelines.store import ArtifactStore
+
+RAN, CACHED, FAILED, NOT_RUN = "ran", "cached", "failed", "not run"
+
+
+class StepFailed(Exception):
+    """A step failed; ``str()`` is the one-line reason."""
+
+
+@dataclass
+class StepResult:
+    name: str
+    status: str
+    duration: float = 0.0
+    key: str = ""
+    error: str = ""
+
+
+@dataclass
+class RunOptions:
+    force: bool = False
+    from_step: str | None = None
+    to_step: str | None = None
+    tracking_uri: str | None = None
+    wait: float = 0.0
+    show_progress: bool = True
+
+
+def git_commit() -> str:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{sha}-dirty" if dirty else sha
+
+
+def run(pipeline: Pipeline, cfg: Config, opts: RunOptions, out: TextIO = sys.stdout):
+    """Runs the selected steps of ``pipeline``; returns (results, parent MLflow run id)."""
+    import mlflow
+
+    selected = pipeline.select(opts.from_step, opts.to_step)
+    forced = set(selected) if opts.force else set()
+    if opts.from_step:
+        forced |= {s for s in selected if s == opts.from_step or s in pipeline.downstream(opts.from_step)}
+    store = ArtifactStore(cfg.pipeline.artifact_root)
+    with store.lock(opts.wait):
+        uri, artifact_location = tracking.connect(opts.tracking_uri or cfg.pipeline.tracking_uri)
+        exp_id = tracking.experiment_id(pipeline.name, artifact_location)
+        tracking.mark_orphans_killed(exp_id)
+        versions = package_versions()
+        facts = {
+            "pipeline_name": pipeline.name,
+            "config_hash": cfg.hash,
+            "git_commit": git_commit(),
+            "tracking_uri": uri,
+            "artifact_root": str(store.root),
+            "model_name": cfg.pipeline.model_name,
+            "experiment_id": exp_id,
+        }
+        run_name = f"{pipeline.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        with mlflow.start_run(experiment_id=exp_id, run_name=run_name) as parent:
+            facts["run_id"] = parent.info.run_id
+            _log_parent(cfg, facts, versions, store, parent.info.run_id)
+            results = _run_steps(pipeline, cfg, opts, store, selected, forced, facts, versions)
+            failed = [r for r in results if r.status == FAILED]
+            mlflow.set_tag("convflow.summary", " ".join(f"{r.name}={r.status}" for r in results))
+            if failed:
+                mlflow.set_tag("error", failed[0].error[:5000])
+                mlflow.end_run(status="FAILED")
+    print_summary(results, out)
+    return results, facts["run_id"]
+
+
+def _log_parent(cfg, facts, versions, store, run_id):
+    import mlflow
+
+    run_dir = store.root / "runs" / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(cfg.to_yaml())
+    mlflow.log_artifact(str(run_dir / "config.yaml"))
+    mlflow.log_dict(versions, "package_versions.json")
+    mlflow.set_tags(
+        {
+            **tracking.process_tags(),
+            "config_hash": facts["config_hash"],
+            "git_commit": facts["git_commit"],
+            "config_source": cfg.source,
+            **{f"version.{k}": v for k, v in versions.items()},
+        }
+    )
+    mlflow.log_params(tracking.flatten({"pipeline": dataclasses.asdict(cfg.pipeline)}))
+
+
+def _run_steps(pipeline, cfg, opts, store, selected, forced, facts, versions):
+    results: list[StepResult] = []
+    published: dict[str, dict] = {}  # step -> {output name: Artifact}
+    for name in pipeline.order():
+        step = pipeline.steps[name]
+        if name not in selected and not (pipeline.downstream(name) & set(selected)):
+            results.append(StepResult(name, NOT_RUN))
+            continue
+        inputs = {k: published[ref.step][ref.output] for k, ref in step.inputs.items()}
+        key = step_key(
+            step.component.name,
+            step.component.fn.__module__,
+            step.params,
+            {k: a.fingerprint for k, a in inputs.items()},
+            versions,
+        )
+        if name not in selected:  # upstream of --from: must already exist
+            if not store.is_published(name, key):
+                raise PipelineError(
+                    f"--from {opts.from_step}: upstream step {name!r} has no published output "
+                    "for this config; run without --from first"
+                )
+            published[name] = store.outputs(name, key)
+            results.append(StepResult(name, NOT_RUN, key=key))
+            continue
+        if name not in forced and store.is_published(name, key):
+            published[name] = store.outputs(name, key)
+            results.append(_record_hit(store, step, key))
+            continue
+        result, outputs = _execute(store, step, key, inputs, facts, opts)
+        results.append(result)
+        if result.status == FAILED:
+            break
+        published[name] = outputs
+    return results
+
+
+def _nested_run(step, key, cache):
+    import mlflow
+
+    run = mlflow.start_run(run_name=step.name, nested=True)
+    mlflow.set_tags(
+        {"cache": cache, "cache_key": key, "component": step.component.name, **tracking.process_tags()}
+    )
+    mlflow.log_params(tracking.flatten(dataclasses.asdict(step.params)))
+    return run
+
+
+def _record_hit(store, step, key) -> StepResult:
+    import mlflow
+
+    record = store.record(step.name, key)
+    _nested_run(step, key, "hit")
+    if record.get("metrics"):
+        mlflow.log_metrics(record["metrics"])
+    mlflow.log_dict(record, "step.json")
+    mlflow.end_run()
+    return StepResult(step.name, CACHED, 0.0, key)
+
+
+def _execute(store, step, key, inputs, facts, opts) -> tuple[StepResult, dict]:
+    import mlflow
+
+    tmp = store.begin(step.name, key)
+    outputs = {}
+    for oname, otype in step.component.outputs.items():
+        (tmp / oname).mkdir()
+        outputs[oname] = OutputArtifact(str(tmp / oname), otype)
+    work_dir = store.work_dir(step.name, key)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    run = _nested_run(step, key, "miss")
+    ctx = Context(
+        params=step.params,
+        inputs=inputs,
+        outputs=outputs,
+        work_dir=work_dir,
+        tracker=tracking.MlflowTracker(run.info.run_id, facts["tracking_uri"]),
+        pipeline={**facts, "step_run_id": run.info.run_id},
+        show_progress=opts.show_progress,
+    )
+    print(f"▶ {step.name}: running (key {key[:12]})", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    try:
+        step.component(ctx)
+        duration = time.perf_counter() - t0
+        record = {
+            "component": step.component.name,
+            "params": dataclasses.asdict(step.params),
+            "inputs": {k: {"uri": a.uri, "fingerprint": a.fingerprint} for k, a in inputs.items()},
+            "metrics": ctx.metrics,
+            "duration_s": round(duration, 3),
+            "mlflow_run_id": run.info.run_id,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        published = store.publish(step.name, key, tmp, outputs, record)
+    except KeyboardInterrupt:
+        mlflow.end_run(status="KILLED")
+        raise
+    except Exception as e:  # noqa: BLE001 - every failure must end the step's run as FAILED
+        message = _one_line(step.name, e, store, facts["run_id"])
+        mlflow.set_tag("error", message[:5000])
+        mlflow.end_run(status="FAILED")
+        _discard(tmp)
+        return StepResult(step.name, FAILED, time.perf_counter() - t0, key, message), {}
+    mlflow.log_dict(store.record(step.name, key), "step.json")
+    mlflow.end_run()
+    return StepResult(step.name, RAN, duration, key), published
+
+
+def _one_line(step: str, error: Exception, store: ArtifactStore, run_id: str) -> str:
+    if isinstance(error, ComponentError):
+        return f"{step}: {error}"
+    # A bug, not a user mistake: keep the traceback in a file and say where.
+    path = store.root / "runs" / run_id / f"{step}.traceback.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(traceback.format_exception(error)))
+    first = str(error).splitlines()[0] if str(error) else ""
+    return f"{step}: {type(error).__name__}: {first[:300]} (traceback: {path})"
+
+
+def _discard(tmp: Path) -> None:
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def print_summary(results: list[StepResult], out: TextIO) -> None:
+    rows = [("step", "status", "duration", "key")]
+    rows += [(r.name, r.status, f"{r.duration:.1f}s", r.key[:12]) for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    print(line, file=out)
+    for i, row in enumerate(rows):
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |", file=out)
+        if i == 0:
+            print(line, file=out)
+    print(line, file=out)
+    for r in results:
+        if r.error:
+            print(f"error: {r.error}", file=out)
+
+
+def summarize(results: list[StepResult]) -> dict[str, Any]:
+    return {r.name: r.status for r in results}

@@ -1,0 +1,38 @@
+"""convflow: the convolutional-network chapter of Goodfellow et al. as a Keras pipeline."""
+
+from setuptools import find_packages, setup
+
+# Pinned to the set that was installed and tested together (README, "Versions").
+TENSORFLOW = "2.21.0"
+REQUIRES = [
+    "keras==3.15.*",
+    "keras-cv==0.9.0",
+    "apache-beam==2.77.0",
+    "mlflow==3.17.*",
+    "tensorflow-datasets==4.9.10",
+    # tensorflow-datasets 4.9.10 imports it without declaring it.
+    "importlib_resources>=6",
+    "numpy>=1.26",
+    "pyyaml>=6",
+    "tqdm>=4.66",
+    "matplotlib>=3.8",
+    "pillow>=10",
+]
+
+setup(
+    name="convflow",
+    version="0.1.0",
+    description="CNNs from Goodfellow et al. ch. 9 as a cached, MLflow-tracked Keras pipeline",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["pipelines*", "components*", "models*"]),
+    install_requires=[*REQUIRES, f"tensorflow-cpu=={TENSORFLOW}"],
+    extras_require={
+        # The CUDA build for GPU machines: `pip install -e .[gpu]` after uninstalling
+        # tensorflow-cpu (pip cannot swap one distribution for another by extras alone).
+        "gpu": [f"tensorflow[and-cuda]=={TENSORFLOW}"],
+        "dev": ["pytest>=8", "ruff>=0.6"],
+    },
+    entry_points={"console_scripts": ["convflow=pipelines.cli:main"]},
+)
