@@ -45,8 +45,8 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def _module_file(name: str) -> Path | None:
-    if name.split(".")[0] not in PROJECT_PACKAGES:
+def _module_file(name: str, roots: tuple[str, ...]) -> Path | None:
+    if name.split(".")[0] not in roots:
         return None
     try:
         spec = importlib.util.find_spec(name)
@@ -57,7 +57,7 @@ def _module_file(name: str) -> Path | None:
     return Path(spec.origin)
 
 
-def _imports(path: Path, module: str) -> set[str]:
+def _imports(path: Path, module: str, roots: tuple[str, ...]) -> set[str]:
     """Project modules named by any import statement in ``path`` (also inside functions)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
@@ -79,23 +79,28 @@ def _imports(path: Path, module: str) -> set[str]:
         # Importing a.b.c runs a/__init__ and a/b/__init__ as well.
         parts = name.split(".")
         closed.update(".".join(parts[: i + 1]) for i in range(len(parts)))
-    return {n for n in closed if n.split(".")[0] in PROJECT_PACKAGES}
+    return {n for n in closed if n.split(".")[0] in roots}
 
 
 @lru_cache(maxsize=None)
 def source_closure(module: str) -> tuple[tuple[str, str], ...]:
-    """(module, sha256 of its source) for ``module`` and every project module it imports."""
+    """(module, sha256 of its source) for ``module`` and every project module it imports.
+
+    Project modules are those of PROJECT_PACKAGES and of the component's own top-level
+    package (so components living outside convflow are hashed the same way).
+    """
+    roots = (*PROJECT_PACKAGES, module.split(".")[0])
     seen: dict[str, str] = {}
     todo = [module]
     while todo:
         name = todo.pop()
         if name in seen:
             continue
-        path = _module_file(name)
+        path = _module_file(name, roots)
         if path is None:
             continue
         seen[name] = hashlib.sha256(path.read_bytes()).hexdigest()
-        todo.extend(_imports(path, name) - set(seen))
+        todo.extend(_imports(path, name, roots) - set(seen))
     return tuple(sorted(seen.items()))
 
 

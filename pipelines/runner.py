@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from components.base import ComponentError, Context, OutputArtifact
 from pipelines import tracking
-from pipelines.cache import package_versions, step_key
+from pipelines.cache import package_versions, source_closure, step_key
 from pipelines.config import Config
 from pipelines.dag import Pipeline, PipelineError
 from pipelines.store import ArtifactStore
@@ -66,11 +66,13 @@ def run(pipeline: Pipeline, cfg: Config, opts: RunOptions, out: TextIO = sys.std
     import mlflow
 
     selected = pipeline.select(opts.from_step, opts.to_step)
+    source_closure.cache_clear()  # sources may have changed since the last run in this process
     forced = set(selected) if opts.force else set()
     if opts.from_step:
         forced |= {s for s in selected if s == opts.from_step or s in pipeline.downstream(opts.from_step)}
     store = ArtifactStore(cfg.pipeline.artifact_root)
     with store.lock(opts.wait):
+        store.sweep()
         uri, artifact_location = tracking.connect(opts.tracking_uri or cfg.pipeline.tracking_uri)
         exp_id = tracking.experiment_id(pipeline.name, artifact_location)
         tracking.mark_orphans_killed(exp_id)
@@ -158,7 +160,10 @@ def _run_steps(pipeline, cfg, opts, store, selected, forced, facts, versions):
 def _nested_run(step, key, cache):
     import mlflow
 
-    run = mlflow.start_run(run_name=step.name, nested=True)
+    parent = mlflow.active_run()
+    run = mlflow.start_run(
+        run_name=step.name, nested=True, experiment_id=parent.info.experiment_id
+    )
     mlflow.set_tags(
         {"cache": cache, "cache_key": key, "component": step.component.name, **tracking.process_tags()}
     )

@@ -53,12 +53,17 @@ class ArtifactStore:
         return {name: Artifact.load(d / name) for name in self.record(step, key)["outputs"]}
 
     # -- writing -------------------------------------------------------------
+    def sweep(self) -> int:
+        """Deletes what crashed runs left half-written; only call while holding the lock."""
+        stale = [*self.root.glob("*/.tmp-*"), *self.root.glob("*/.old-*")]
+        for path in stale:
+            shutil.rmtree(path, ignore_errors=True)
+        return len(stale)
+
     def begin(self, step: str, key: str) -> Path:
         """A fresh temporary directory to write the step's outputs into."""
         parent = self.root / step
         parent.mkdir(parents=True, exist_ok=True)
-        for stale in parent.glob(f".tmp-{key[:16]}-*"):
-            shutil.rmtree(stale, ignore_errors=True)  # a crashed attempt of this same step
         tmp = parent / f".tmp-{key[:16]}-{os.getpid()}"
         tmp.mkdir()
         return tmp

@@ -1,0 +1,112 @@
+"""Shared fixtures: real MLflow stores (sqlite, and a real server on loopback) and data."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def sqlite_uri(tmp_path) -> str:
+    """A fresh embedded MLflow store for one test."""
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real ``mlflow server`` process on a free loopback port; yields its URI."""
+    root = tmp_path_factory.mktemp("mlflow_server")
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "mlflow", "server",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination", str(root / "artifacts"),
+        "--workers", "1",
+    ]
+    log = open(root / "server.log", "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{uri}/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
+        time.sleep(0.5)
+    yield uri
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:
+    """Writes an unsigned-byte IDX file (the MNIST format)."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
+    data = header + np.ascontiguousarray(array, np.uint8).tobytes()
+    if compress:
+        data = gzip.compress(data)
+    path.write_bytes(data)
+    return path
+
+
+def fashion_mnist_slice(split: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` real Fashion-MNIST images (N×28×28 uint8) and labels of a split."""
+    prefix = "train" if split == "train" else "t10k"
+    with gzip.open(FASHION_MNIST / f"{prefix}-images-idx3-ubyte.gz") as f:
+        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)
+    with gzip.open(FASHION_MNIST / f"{prefix}-labels-idx1-ubyte.gz") as f:
+        labels = np.frombuffer(f.read(), np.uint8, offset=8)
+    return images[:n].copy(), labels[:n].astype(np.int64)
+
+
+@pytest.fixture
+def small_idx(tmp_path) -> dict[str, str]:
+    """IDX files holding 600 train / 200 test real Fashion-MNIST images."""
+    out = {}
+    for split, n in (("train", 600), ("test", 200)):
+        images, labels = fashion_mnist_slice(split, n)
+        out[f"{split}_images"] = str(write_idx(tmp_path / f"{split}-images.gz", images))
+        out[f"{split}_labels"] = str(write_idx(tmp_path / f"{split}-labels.gz", labels))
+    return out
+
+
+@pytest.fixture(scope="session")
+def fakeflow(tmp_path_factory):
+    """A copy of tests/fakeflow on sys.path, so tests may edit its sources."""
+    root = tmp_path_factory.mktemp("fakeflow_pkg")
+    shutil.copytree(REPO / "tests" / "fakeflow", root / "fakeflow")
+    sys.path.insert(0, str(root))
+    yield root
+    sys.path.remove(str(root))

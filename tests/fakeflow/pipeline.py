@@ -1,0 +1,21 @@
+"""The fake pipeline: produce -> double -> consume."""
+
+from fakeflow.doubling import double
+from fakeflow.steps import Params, consume, produce
+from pipelines.config import resolve
+from pipelines.dag import Pipeline
+
+COMPONENTS = {"produce": produce, "double": double, "consume": consume}
+
+
+def build(root: str, log: str, hang_marker: str = "", **sections):
+    data = {"pipeline": {"name": "fake", "artifact_root": root}}
+    for name in COMPONENTS:
+        data[name] = {"log": log, **sections.get(name, {})}
+    data["double"].setdefault("hang_marker", hang_marker)
+    cfg = resolve(data, {n: Params for n in COMPONENTS})
+    p = Pipeline("fake")
+    a = p.add(produce, cfg["produce"])
+    b = p.add(double, cfg["double"], examples=a["examples"])
+    p.add(consume, cfg["consume"], examples=b["examples"])
+    return p, cfg

@@ -1,0 +1,53 @@
+"""Fake components produce and consume (double lives in doubling.py), logging each call."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.base import EXAMPLES, MODEL, ComponentError, Context, component, param
+
+
+@dataclass(frozen=True)
+class Params:
+    log: str = param("")
+    value: int = param(1, min=0)
+    fail: bool = param(False)
+    note: str = param("")  # changes the key, never the output
+    # For the crash test: write half the output, touch this file, then hang.
+    hang_marker: str = param("")
+
+
+def record(ctx: Context, name: str) -> None:
+    with open(ctx.params.log, "a") as f:
+        f.write(name + "\n")
+
+
+def read(ctx: Context, key: str) -> int:
+    return json.loads((ctx.inputs[key].path / "data.json").read_text())["value"]
+
+
+def write(ctx: Context, key: str, value: int) -> None:
+    out = ctx.outputs[key]
+    if ctx.params.hang_marker:
+        (out.path / "part-1.bin").write_bytes(b"x" * 1000)
+        Path(ctx.params.hang_marker).write_text(str(os.getpid()))
+        time.sleep(600)
+    (out.path / "data.json").write_text(json.dumps({"value": value}))
+    out.properties["value"] = value
+    ctx.log_metrics({"value": value})
+
+
+@component(name="produce", inputs={}, outputs={"examples": EXAMPLES}, params=Params)
+def produce(ctx: Context) -> None:
+    record(ctx, "produce")
+    write(ctx, "examples", ctx.params.value)
+
+
+@component(name="consume", inputs={"examples": EXAMPLES}, outputs={"model": MODEL}, params=Params)
+def consume(ctx: Context) -> None:
+    record(ctx, "consume")
+    write(ctx, "model", read(ctx, "examples") + ctx.params.value)

@@ -1,0 +1,236 @@
+"""The DAG runner with fake components: order, cache, partial runs, crash safety, MLflow."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from components.base import EXAMPLES, MODEL, Context, component
+from pipelines import runner
+from pipelines.dag import Pipeline, PipelineError
+from pipelines.store import ArtifactStore, StoreLockedError
+
+
+@pytest.fixture
+def fake(fakeflow, tmp_path, sqlite_uri):
+    """Runs the fake pipeline; returns a function run(**opts) -> (statuses, calls made)."""
+    from fakeflow.pipeline import build
+
+    log = tmp_path / "calls.log"
+    root = str(tmp_path / "store")
+
+    def run(sections=None, **opts):
+        log.write_text("")
+        pipeline, cfg = build(root, str(log), **(sections or {}))
+        options = runner.RunOptions(tracking_uri=sqlite_uri, show_progress=False, **opts)
+        results, run_id = runner.run(pipeline, cfg, options, out=open(os.devnull, "w"))
+        return {r.name: r.status for r in results}, log.read_text().split(), run_id
+
+    run.root = root
+    return run
+
+
+def test_first_run_executes_in_dependency_order(fake):
+    statuses, calls, _ = fake()
+    assert calls == ["produce", "double", "consume"]
+    assert statuses == {"produce": "ran", "double": "ran", "consume": "ran"}
+
+
+def test_second_run_is_all_cache_hits(fake):
+    fake()
+    statuses, calls, _ = fake()
+    assert calls == []
+    assert set(statuses.values()) == {"cached"}
+
+
+def test_changed_param_reruns_that_step_and_downstream_only(fake):
+    fake()
+    statuses, calls, _ = fake({"double": {"value": 5}})
+    assert calls == ["double", "consume"]
+    assert statuses["produce"] == "cached"
+
+
+def test_unchanged_output_does_not_rerun_downstream(fake):
+    # Inputs are keyed by content: a re-run step that writes the same bytes leaves
+    # everything downstream cached.
+    fake()
+    statuses, calls, _ = fake({"double": {"note": "same output"}})
+    assert calls == ["double"]
+    assert statuses["consume"] == "cached"
+
+
+def _run_in_subprocess(fakeflow, root, uri, log, marker=None):
+    # A fresh interpreter, as a real `convflow run` would be: edited modules are re-imported.
+    env = {**os.environ, "PYTHONPATH": f"{fakeflow}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    cmd = [sys.executable, "-m", "fakeflow.main", str(root), uri, str(log)]
+    return subprocess.Popen([*cmd, str(marker)] if marker else cmd, env=env, start_new_session=True)
+
+
+def test_changed_helper_module_reruns_the_component_that_imports_it(fake, fakeflow, sqlite_uri):
+    fake()
+    helper = fakeflow / "fakeflow" / "helper.py"
+    original = helper.read_text()
+    log = Path(fake.root).parent / "calls.log"
+    log.write_text("")
+    try:
+        helper.write_text(original.replace("FACTOR = 2", "FACTOR = 3"))
+        assert _run_in_subprocess(fakeflow, fake.root, sqlite_uri, log).wait() == 0
+    finally:
+        helper.write_text(original)
+    assert log.read_text().split() == ["double", "consume"]  # produce does not import helper
+
+
+def test_force_reruns_everything(fake):
+    fake()
+    _, calls, _ = fake(force=True)
+    assert calls == ["produce", "double", "consume"]
+
+
+def test_from_reruns_step_and_downstream(fake):
+    fake()
+    statuses, calls, _ = fake(from_step="double")
+    assert calls == ["double", "consume"]
+    assert statuses["produce"] == "not run"
+
+
+def test_to_stops_after_step(fake):
+    statuses, calls, _ = fake(to_step="double")
+    assert calls == ["produce", "double"]
+    assert statuses["consume"] == "not run"
+
+
+def test_from_without_published_upstream_is_a_clear_error(fake):
+    with pytest.raises(PipelineError, match="upstream step 'produce' has no published output"):
+        fake(from_step="double")
+
+
+def test_outputs_are_published_with_fingerprint_and_values(fake):
+    fake()
+    store = ArtifactStore(fake.root)
+    (consume_dir,) = (Path(fake.root) / "consume").iterdir()
+    meta = json.loads((consume_dir / "model" / "artifact.json").read_text())
+    assert meta["type"] == MODEL
+    assert meta["properties"] == {"value": 3}  # (1 * 2) + 1
+    assert len(meta["fingerprint"]) == 64
+    assert store.record("consume", json.loads((consume_dir / "step.json").read_text())["key"])[
+        "metrics"
+    ] == {"value": 3.0}
+
+
+def test_failed_step_stops_the_run_and_marks_mlflow_failed(fake, sqlite_uri):
+    statuses, calls, run_id = fake({"double": {"fail": True}})
+    assert statuses["double"] == "failed"
+    assert calls == ["produce", "double"]
+    client = MlflowClient(sqlite_uri)
+    assert client.get_run(run_id).info.status == "FAILED"
+    children = client.search_runs(
+        [client.get_run(run_id).info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{run_id}'",
+    )
+    by_name = {r.info.run_name: r for r in children}
+    assert by_name["double"].info.status == "FAILED"
+    assert by_name["double"].data.tags["error"] == "double: asked to fail"
+    assert not list((Path(fake.root) / "double").glob(".tmp-*"))  # the half artifact is gone
+
+
+def test_mlflow_records_parent_and_nested_runs_with_cache_tags(fake, sqlite_uri):
+    fake()
+    _, _, run_id = fake()
+    client = MlflowClient(sqlite_uri)
+    parent = client.get_run(run_id)
+    assert parent.info.status == "FINISHED"
+    assert "config_hash" in parent.data.tags
+    assert {a.path for a in client.list_artifacts(run_id)} >= {"config.yaml", "package_versions.json"}
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'"
+    )
+    assert sorted(r.info.run_name for r in children) == ["consume", "double", "produce"]
+    for r in children:
+        assert r.data.tags["cache"] == "hit"
+        assert len(r.data.tags["cache_key"]) == 64
+        assert r.data.params["value"] == "1"
+    consume = next(r for r in children if r.info.run_name == "consume")
+    assert consume.data.metrics["value"] == 3.0  # re-logged from the cached record
+
+
+def test_lock_rejects_a_second_run(tmp_path):
+    store = ArtifactStore(tmp_path)
+    with store.lock():
+        child = subprocess.run(
+            [sys.executable, "-c",
+             "from pipelines.store import ArtifactStore; import sys;"
+             f"ArtifactStore({str(tmp_path)!r}).lock().__enter__()"],
+            capture_output=True, text=True,
+        )
+    assert child.returncode != 0
+    assert "another convflow run (pid" in child.stderr
+    with store.lock():  # released: free again
+        pass
+    with pytest.raises(StoreLockedError), store.lock(), store.lock(timeout=0.6):
+        pass
+
+
+def test_sigkill_mid_step_leaves_no_half_artifact_and_rerun_resumes(fakeflow, tmp_path, sqlite_uri):
+    root, log, marker = tmp_path / "store", tmp_path / "calls.log", tmp_path / "hanging"
+    proc = _run_in_subprocess(fakeflow, root, sqlite_uri, log, marker)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the fake step never started"
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert list((root / "produce").glob("*/step.json"))  # finished before the crash
+    assert not list((root / "double").glob("*/step.json"))  # nothing published
+    assert list((root / "double").glob(".tmp-*/examples/part-1.bin"))  # the half write stayed hidden
+
+    from fakeflow.pipeline import build
+
+    log.write_text("")
+    pipeline, cfg = build(str(root), str(log))
+    results, _ = runner.run(
+        pipeline, cfg, runner.RunOptions(tracking_uri=sqlite_uri, show_progress=False),
+        out=open(os.devnull, "w"),
+    )
+    assert {r.name: r.status for r in results} == {"produce": "cached", "double": "ran", "consume": "ran"}
+    assert log.read_text().split() == ["double", "consume"]
+    assert not list((root / "double").glob(".tmp-*"))  # swept
+    client = MlflowClient(sqlite_uri)
+    killed = client.search_runs(
+        [client.get_experiment_by_name("fake").experiment_id],
+        filter_string="attributes.status = 'KILLED'",
+    )
+    assert {r.info.run_name for r in killed} >= {"double"}  # the orphan was closed, not left RUNNING
+
+
+def _noop(ctx: Context) -> None:
+    pass
+
+
+def test_dag_order_select_and_wiring_errors():
+    from fakeflow.steps import Params
+
+    a = component(name="a", inputs={}, outputs={"ex": EXAMPLES}, params=Params)(_noop)
+    b = component(name="b", inputs={"ex": EXAMPLES}, outputs={"ex": EXAMPLES}, params=Params)(_noop)
+    m = component(name="m", inputs={"ex": EXAMPLES}, outputs={"model": MODEL}, params=Params)(_noop)
+    p = Pipeline("diamond")
+    sa = p.add(a, Params())
+    sb = p.add(b, Params(), name="left", ex=sa["ex"])
+    p.add(b, Params(), name="right", ex=sa["ex"])
+    p.add(m, Params(), ex=sb["ex"])
+    assert p.order() == ["a", "left", "right", "m"]
+    assert p.select(from_step="left") == ["left", "m"]
+    assert p.select(to_step="left") == ["a", "left"]
+    with pytest.raises(PipelineError, match="wants Examples, got Model"):
+        p.add(b, Params(), name="bad", ex=p.steps["m"]["model"])
+    with pytest.raises(PipelineError, match="unwired inputs"):
+        p.add(b, Params(), name="loose")
+    with pytest.raises(PipelineError, match="unknown step 'nope'"):
+        p.select(from_step="nope")
