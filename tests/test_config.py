@@ -1,0 +1,128 @@
+"""Config loading: each kind of mistake is one line naming key, value and what is allowed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines.cli import load_config, main
+from pipelines.config import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT = str(REPO / "configs" / "fashion_mnist_lenet.yaml")
+
+
+def write(tmp_path, text: str) -> str:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+def error_of(path, overrides=()):
+    with pytest.raises(ConfigError) as info:
+        load_config(path, list(overrides))
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_default_config_loads_with_typed_defaults():
+    cfg, _ = load_config(DEFAULT, [])
+    assert cfg.pipeline.name == "fashion_mnist_lenet"
+    assert cfg["ingest"].validation_fraction == 0.1
+    assert cfg["ingest"].idx.class_names[0] == "T-shirt/top"
+    assert len(cfg.hash) == 64
+
+
+def test_unknown_key_names_it_and_lists_allowed(tmp_path):
+    msg = error_of(write(tmp_path, "pipeline: {name: x}\ningest: {valdation_fraction: 0.2}\n"))
+    assert msg.startswith("ingest.valdation_fraction: unknown key; allowed keys:")
+    assert "validation_fraction" in msg
+
+
+def test_unknown_section(tmp_path):
+    msg = error_of(write(tmp_path, "pipeline: {name: x}\ningets: {}\n"))
+    assert msg.startswith("ingets: unknown section; allowed sections: pipeline, ingest")
+
+
+def test_wrong_type(tmp_path):
+    msg = error_of(write(tmp_path, "pipeline: {name: x}\ningest: {seed: abc}\n"))
+    assert msg == "ingest.seed: 'abc' is not an int"
+
+
+def test_bool_is_not_an_int(tmp_path):
+    msg = error_of(write(tmp_path, "pipeline: {name: x}\ningest: {shard_size: true}\n"))
+    assert msg == "ingest.shard_size: True is not an int"
+
+
+def test_value_out_of_range(tmp_path):
+    msg = error_of(write(tmp_path, "pipeline: {name: x}\ningest: {validation_fraction: 1.5}\n"))
+    assert msg == "ingest.validation_fraction: 1.5 is not allowed; expected >= 0.0 and <= 0.9"
+
+
+def test_value_not_a_choice(tmp_path):
+    msg = error_of(write(tmp_path, "pipeline: {name: x}\ningest: {source: csv}\n"))
+    assert msg == "ingest.source: 'csv' is not allowed; expected one of 'idx', 'tfds', 'folder'"
+
+
+def test_nested_section_checked(tmp_path):
+    msg = error_of(write(tmp_path, "pipeline: {name: x}\ningest: {idx: {class_names: [1, 2]}}\n"))
+    assert msg == "ingest.idx.class_names[0]: 1 is not a string"
+
+
+def test_cross_field_rule(tmp_path):
+    msg = error_of(write(tmp_path, "pipeline: {name: x}\ningest: {source: folder}\n"))
+    assert msg == "ingest: source 'folder' needs ingest.folder: the image directory"
+
+
+def test_missing_required_key(tmp_path):
+    msg = error_of(write(tmp_path, "ingest: {}\n"))
+    assert msg.startswith("pipeline.name: missing;")
+
+
+def test_missing_file():
+    msg = error_of("configs/nope.yaml")
+    assert msg == "config file not found: 'configs/nope.yaml'; configs live in configs/"
+
+
+def test_invalid_yaml(tmp_path):
+    msg = error_of(write(tmp_path, "pipeline: {name: x\n"))
+    assert "is not valid YAML" in msg
+
+
+def test_set_overrides_are_typed():
+    cfg, _ = load_config(DEFAULT, ["ingest.seed=7", "ingest.max_examples=100", "pipeline.name=exp2"])
+    assert cfg["ingest"].seed == 7 and cfg["ingest"].max_examples == 100
+    assert cfg.pipeline.name == "exp2"
+    assert cfg.pipeline.model_name == "fashion_mnist_lenet"  # set in the file, kept
+
+
+def test_set_errors_name_the_key():
+    assert error_of(DEFAULT, ["ingest.seed=-1"]) == "ingest.seed: -1 is not allowed; expected >= 0"
+    assert error_of(DEFAULT, ["ingest"]) == "--set 'ingest': expected section.key=value"
+
+
+def test_cli_prints_one_line_and_exits_2(tmp_path, capsys):
+    code = main(["validate", DEFAULT, "--set", "ingest.validation_fraction=2"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == "error: ingest.validation_fraction: 2.0 is not allowed; expected >= 0.0 and <= 0.9\n"
+
+
+def test_cli_process_has_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "run", str(tmp_path / "missing.yaml")],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith("error: config file not found:")
+
+
+def test_validate_prints_the_resolved_config(capsys):
+    assert main(["validate", DEFAULT, "--set", "ingest.seed=3"]) == 0
+    out = capsys.readouterr().out
+    assert "seed: 3" in out and "model_name: fashion_mnist_lenet" in out
