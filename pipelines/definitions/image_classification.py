@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+from components.evaluate import evaluate
 from components.ingest import ingest
+from components.preprocess import preprocess
+from components.register import register
+from components.train import train
 from pipelines.config import Config
 from pipelines.dag import Pipeline
 
-COMPONENTS = {"ingest": ingest}
+COMPONENTS = {c.name: c for c in (ingest, preprocess, train, evaluate, register)}
 
 
 def create_pipeline(cfg: Config) -> Pipeline:
     p = Pipeline(cfg.pipeline.name)
-    p.add(ingest, cfg["ingest"])
+    raw = p.add(ingest, cfg["ingest"])
+    pre = p.add(preprocess, cfg["preprocess"], examples=raw["examples"])
+    fit = p.add(train, cfg["train"], examples=pre["examples"])
+    judged = p.add(
+        evaluate,
+        cfg["evaluate"],
+        model=fit["model"],
+        examples=pre["examples"],
+        raw_examples=raw["examples"],
+    )
+    p.add(
+        register,
+        cfg["register"],
+        model=fit["model"],
+        examples=pre["examples"],
+        blessing=judged["blessing"],
+    )
     return p
