@@ -17,10 +17,10 @@ import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-import models  # noqa: E402
+import models
 
 SHAPES = {"lenet5": (28, 28, 1), "resnet20": (32, 32, 3), "resnet50": (224, 224, 3)}
 BATCH = {"lenet5": 256, "resnet20": 256, "resnet50": 128}
@@ -31,8 +31,9 @@ def throughput(name: str, policy: str, steps: int) -> float:
     keras.utils.set_random_seed(0)
     shape, batch = SHAPES[name], BATCH[name]
     model = models.build(name, input_shape=shape, num_classes=10)
-    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-                  loss="sparse_categorical_crossentropy")
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss="sparse_categorical_crossentropy"
+    )
     rng = np.random.default_rng(0)
     x = rng.random((batch * steps, *shape), dtype=np.float32)
     y = rng.integers(0, 10, batch * steps)
@@ -56,7 +57,7 @@ def forward_all() -> None:
             outs = outs if isinstance(outs, list | tuple) else [outs]
             assert all(np.isfinite(np.asarray(o)).all() for o in outs)
             ok += 1
-        except Exception as e:  # noqa: BLE001 - report every model, do not stop at the first
+        except Exception as e:
             bad.append(f"{name}: {type(e).__name__}: {str(e)[:160]}")
     print(f"forward pass on {keras.backend.backend()}: {ok} models ok, {len(bad)} failed")
     for line in bad:
@@ -72,12 +73,19 @@ def main() -> None:
         import jax
 
         print("backend jax, devices", jax.devices())
-    print(f"{'model':<10}{'float32 img/s':>15}{'mixed_float16':>15}{'mixed_bf16':>13}{'f16 speed-up':>14}{'bf16 speed-up':>15}")
+    print(
+        f"{'model':<10}{'float32 img/s':>15}{'mixed_float16':>15}{'mixed_bf16':>13}"
+        f"{'f16 speed-up':>14}{'bf16 speed-up':>15}"
+    )
     for name in args.models:
         f32 = throughput(name, "float32", args.steps)
         f16 = throughput(name, "mixed_float16", args.steps)
         bf16 = throughput(name, "mixed_bfloat16", args.steps)
-        print(f"{name:<10}{f32:>15,.0f}{f16:>15,.0f}{bf16:>13,.0f}{f16 / f32:>13.2f}x{bf16 / f32:>14.2f}x", flush=True)
+        print(
+            f"{name:<10}{f32:>15,.0f}{f16:>15,.0f}{bf16:>13,.0f}"
+            f"{f16 / f32:>13.2f}x{bf16 / f32:>14.2f}x",
+            flush=True,
+        )
     forward_all()
 
 

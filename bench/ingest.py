@@ -24,7 +24,10 @@ from components.ingest.params import IdxFiles
 
 def numpy_read(files: IdxFiles) -> int:
     n = 0
-    for images, labels in ((files.train_images, files.train_labels), (files.test_images, files.test_labels)):
+    for images, labels in (
+        (files.train_images, files.train_labels),
+        (files.test_images, files.test_labels),
+    ):
         with gzip.open(images) as f:
             x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28, 1)
         with gzip.open(labels) as f:
@@ -39,7 +42,9 @@ def run_ingest(params: Params) -> int:
         out, work = Path(d, "out"), Path(d, "work")
         out.mkdir()
         work.mkdir()
-        ctx = Context(params, {}, {"examples": OutputArtifact(str(out), EXAMPLES)}, work, show_progress=False)
+        ctx = Context(
+            params, {}, {"examples": OutputArtifact(str(out), EXAMPLES)}, work, show_progress=False
+        )
         ingest(ctx)
         return sum(s["count"] for s in ctx.outputs["examples"].properties["splits"].values())
 
@@ -64,7 +69,9 @@ def main() -> None:
     print(f"{'reader':<28}{'images':>8}{'seconds':>10}{'images/s':>12}")
     print(f"{'numpy IDX read (baseline)':<28}{n_np:>8}{t_np:>10.2f}{n_np / t_np:>12,.0f}")
     print(f"{'ingest component':<28}{n_in:>8}{t_in:>10.2f}{n_in / t_in:>12,.0f}")
-    print(f"ingest / numpy throughput: {(n_in / t_in) / (n_np / t_np):.3f}x (best of {args.repeat})")
+    print(
+        f"ingest / numpy throughput: {(n_in / t_in) / (n_np / t_np):.3f}x (best of {args.repeat})"
+    )
 
 
 if __name__ == "__main__":

@@ -78,8 +78,7 @@ def write_split(out_dir: Path, split: str, images, labels, shard_size: int = 10_
 
 def iter_records(path: str | Path) -> Iterator[bytes]:
     tf = _tf()
-    for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
-        yield record
+    yield from tf.data.TFRecordDataset(str(path)).as_numpy_iterator()
 
 
 def read_shard(path: str | Path, dtype: str) -> tuple[list[np.ndarray], np.ndarray]:
@@ -96,9 +95,7 @@ def split_files(artifact: Artifact, split: str) -> list[str]:
     """Absolute paths of a split's shards, in order; a clear error for a missing split."""
     splits = artifact.properties.get("splits", {})
     if split not in splits:
-        raise ComponentError(
-            f"{artifact.uri} has no split {split!r}; it has {sorted(splits)}"
-        )
+        raise ComponentError(f"{artifact.uri} has no split {split!r}; it has {sorted(splits)}")
     return [str(artifact.path / name) for name in splits[split]["files"]]
 
 

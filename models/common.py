@@ -28,7 +28,8 @@ def check_args(input_shape, num_classes, include_top, pooling, min_size=1, name=
     spatial = [d for d in input_shape[:-1] if d is not None]
     if spatial and min(spatial) < min_size:
         raise ValueError(
-            f"{name} needs inputs of at least {min_size}×{min_size}; got input_shape={input_shape!r}"
+            f"{name} needs inputs of at least {min_size}×{min_size}; "
+            f"got input_shape={input_shape!r}"
         )
 
 

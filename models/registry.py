@@ -82,3 +82,36 @@ def list_models(kind: str | None = None) -> list[str]:
     """Registered names, sorted; ``kind`` filters to one of KINDS."""
     _load_all()
     return sorted(n for n, s in _REGISTRY.items() if kind is None or s.kind == kind)
+
+
+def describe(names: list[str] | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+    """Rows for ``convflow models``: one dict per model, sorted by name.
+
+    Each row has ``name``, ``kind``, ``family``, ``params`` (counted on the model built with
+    all its defaults, i.e. at its default input and class count), ``default_input``,
+    ``input_sizes`` and ``paper``. Building is what counts the parameters exactly, so this
+    takes seconds per large model; pass ``names`` to describe a few.
+    """
+    import inspect
+
+    import keras
+
+    rows = []
+    for name in names if names is not None else list_models(kind):
+        spec = get_spec(name)
+        model = spec.builder()
+        default = inspect.signature(spec.builder).parameters.get("input_shape")
+        rows.append(
+            {
+                "name": name,
+                "kind": spec.kind,
+                "family": spec.family,
+                "params": int(model.count_params()),
+                "default_input": None if default is None else tuple(default.default),
+                "input_sizes": spec.input_sizes,
+                "paper": spec.paper,
+            }
+        )
+        del model
+        keras.backend.clear_session()  # free the weights before the next (possibly big) build
+    return sorted(rows, key=lambda row: row["name"])

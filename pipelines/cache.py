@@ -15,7 +15,7 @@ import importlib.util
 import json
 import sys
 from collections.abc import Mapping
-from functools import lru_cache
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -82,7 +82,7 @@ def _imports(path: Path, module: str, roots: tuple[str, ...]) -> set[str]:
     return {n for n in closed if n.split(".")[0] in roots}
 
 
-@lru_cache(maxsize=None)
+@cache
 def source_closure(module: str) -> tuple[tuple[str, str], ...]:
     """(module, sha256 of its source) for ``module`` and every project module it imports.
 

@@ -17,9 +17,13 @@ def load_config(path: str, overrides: list[str]):
 
     data = apply_overrides(read_yaml(path), overrides)
     section = data.get("pipeline") or {}
-    template = section.get("template", "image_classification") if isinstance(section, dict) else None
+    template = (
+        section.get("template", "image_classification") if isinstance(section, dict) else None
+    )
     definition = definitions.get(template)
-    return resolve(data, {n: c.params_cls for n, c in definition.COMPONENTS.items()}, path), definition
+    return resolve(
+        data, {n: c.params_cls for n, c in definition.COMPONENTS.items()}, path
+    ), definition
 
 
 def _cmd_run(args) -> int:
@@ -72,18 +76,29 @@ def _cmd_validate(args) -> int:
 def _cmd_models(args) -> int:
     from models.registry import describe
 
-    rows = describe()
     header = ("model", "kind", "params", "inputs", "paper")
+    rows = [
+        (r["name"], r["kind"], f"{r['params']:,}", r["input_sizes"], r["paper"])
+        for r in describe(kind=args.kind)
+    ]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for r in [header, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     return 0
 
 
-def _cmd_predict(args) -> int:
-    from components.serving import predict
+DEFAULT_MODEL_URI = "models:/fashion_mnist_lenet@champion"
 
-    return predict(args.model, args.images)
+
+def _cmd_predict(args) -> int:
+    import mlflow
+    from components.serving import predict
+    from pipelines.tracking import resolve_uri
+
+    uri, _ = resolve_uri(args.tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return predict(args.model or DEFAULT_MODEL_URI, args.images)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -93,19 +108,32 @@ def parser() -> argparse.ArgumentParser:
     def with_config(p):
         p.add_argument("config", help="pipeline config YAML, e.g. configs/fashion_mnist_lenet.yaml")
         p.add_argument(
-            "--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+            "--set",
+            action="append",
+            default=[],
+            metavar="SECTION.KEY=VALUE",
             help="override a config value (YAML-typed); repeatable",
         )
 
     run = sub.add_parser("run", help="run a pipeline (cached, resumable)")
     with_config(run)
     run.add_argument("--force", action="store_true", help="ignore the cache for the selected steps")
-    run.add_argument("--from", dest="from_step", metavar="STEP", help="re-run STEP and everything after it")
+    run.add_argument(
+        "--from", dest="from_step", metavar="STEP", help="re-run STEP and everything after it"
+    )
     run.add_argument("--to", dest="to_step", metavar="STEP", help="stop after STEP")
-    run.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or embedded sqlite)")
+    run.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or embedded sqlite)",
+    )
     run.add_argument("--artifact-root", help="override pipeline.artifact_root")
-    run.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                     help="wait this long for another run holding the store (default: fail at once)")
+    run.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for another run holding the store (default: fail at once)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(fn=_cmd_run)
 
@@ -113,11 +141,20 @@ def parser() -> argparse.ArgumentParser:
     with_config(val)
     val.set_defaults(fn=_cmd_validate)
 
-    mod = sub.add_parser("models", help="list the model zoo")
+    mod = sub.add_parser("models", help="list the model zoo (builds each model to count params)")
+    mod.add_argument("--kind", choices=("classification", "segmentation", "detection"))
     mod.set_defaults(fn=_cmd_models)
 
-    pred = sub.add_parser("predict", help="classify image files with a registered model")
+    pred = sub.add_parser(
+        "predict",
+        help="classify image files with a registered model",
+        description=f"MODEL_URI defaults to {DEFAULT_MODEL_URI}, e.g. models:/NAME@challenger, "
+        "models:/NAME/3 or runs:/RUN_ID/model",
+    )
     pred.add_argument("images", nargs="+", metavar="[MODEL_URI] IMAGE")
+    pred.add_argument(
+        "--tracking-uri", help="registry (default: $MLFLOW_TRACKING_URI or embedded sqlite)"
+    )
     pred.set_defaults(fn=_cmd_predict)
     return ap
 
@@ -127,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "predict":
         first = args.images[0]
-        is_uri = first.startswith(("models:/", "runs:/", "file:", "mlflow-artifacts:")) or os.path.isdir(first)
+        is_uri = first.startswith(
+            ("models:/", "runs:/", "file:", "mlflow-artifacts:")
+        ) or os.path.isdir(first)
         args.model = first if is_uri and len(args.images) > 1 else None
         args.images = args.images[1:] if args.model else args.images
     try:

@@ -132,7 +132,10 @@ def coerce(key: str, value: Any, tp: Any) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise ConfigError(f"{key}: {value!r} must have {len(args)} items")
-            return tuple(coerce(f"{key}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args)))
+            return tuple(
+                coerce(f"{key}[{i}]", v, a)
+                for i, (v, a) in enumerate(zip(value, args, strict=True))
+            )
         item_tp = args[0] if args else Any
         items = [coerce(f"{key}[{i}]", v, item_tp) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
@@ -220,7 +223,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(e, 'problem', e)})") from None
+        raise ConfigError(
+            f"{path}:{where} is not valid YAML ({getattr(e, 'problem', e)})"
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
     return data

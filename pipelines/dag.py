@@ -32,7 +32,8 @@ class Step:
     def __getitem__(self, output: str) -> OutputRef:
         if output not in self.component.outputs:
             raise PipelineError(
-                f"step {self.name!r} has no output {output!r}; it has {sorted(self.component.outputs)}"
+                f"step {self.name!r} has no output {output!r}; "
+                f"it has {sorted(self.component.outputs)}"
             )
         return OutputRef(self.name, output, self.component.outputs[output])
 
@@ -51,7 +52,8 @@ class Pipeline:
             raise PipelineError(f"step {name!r} is added twice")
         if not isinstance(params, component.params_cls):
             raise PipelineError(
-                f"step {name!r}: params must be {component.params_cls.__name__}, got {type(params).__name__}"
+                f"step {name!r}: params must be {component.params_cls.__name__}, "
+                f"got {type(params).__name__}"
             )
         missing = sorted(set(component.inputs) - set(inputs))
         extra = sorted(set(inputs) - set(component.inputs))
@@ -59,7 +61,9 @@ class Pipeline:
             raise PipelineError(f"step {name!r}: unwired inputs {missing}, unknown inputs {extra}")
         for key, ref in inputs.items():
             if ref.step not in self.steps:
-                raise PipelineError(f"step {name!r}: input {key!r} comes from unknown step {ref.step!r}")
+                raise PipelineError(
+                    f"step {name!r}: input {key!r} comes from unknown step {ref.step!r}"
+                )
             if ref.type != component.inputs[key]:
                 raise PipelineError(
                     f"step {name!r}: input {key!r} wants {component.inputs[key]}, got {ref.type} "
@@ -90,7 +94,9 @@ class Pipeline:
         while len(done) < len(deps):
             ready = [n for n in deps if n not in done and deps[n] <= set(done)]
             if not ready:
-                raise PipelineError(f"the pipeline has a cycle among {sorted(set(deps) - set(done))}")
+                raise PipelineError(
+                    f"the pipeline has a cycle among {sorted(set(deps) - set(done))}"
+                )
             done.append(ready[0])
         return done
 

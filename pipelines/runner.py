@@ -69,7 +69,9 @@ def run(pipeline: Pipeline, cfg: Config, opts: RunOptions, out: TextIO = sys.std
     source_closure.cache_clear()  # sources may have changed since the last run in this process
     forced = set(selected) if opts.force else set()
     if opts.from_step:
-        forced |= {s for s in selected if s == opts.from_step or s in pipeline.downstream(opts.from_step)}
+        forced |= {
+            s for s in selected if s == opts.from_step or s in pipeline.downstream(opts.from_step)
+        }
     store = ArtifactStore(cfg.pipeline.artifact_root)
     with store.lock(opts.wait):
         store.sweep()
@@ -161,11 +163,14 @@ def _nested_run(step, key, cache):
     import mlflow
 
     parent = mlflow.active_run()
-    run = mlflow.start_run(
-        run_name=step.name, nested=True, experiment_id=parent.info.experiment_id
-    )
+    run = mlflow.start_run(run_name=step.name, nested=True, experiment_id=parent.info.experiment_id)
     mlflow.set_tags(
-        {"cache": cache, "cache_key": key, "component": step.component.name, **tracking.process_tags()}
+        {
+            "cache": cache,
+            "cache_key": key,
+            "component": step.component.name,
+            **tracking.process_tags(),
+        }
     )
     mlflow.log_params(tracking.flatten(dataclasses.asdict(step.params)))
     return run
@@ -221,7 +226,7 @@ def _execute(store, step, key, inputs, facts, opts) -> tuple[StepResult, dict]:
     except KeyboardInterrupt:
         mlflow.end_run(status="KILLED")
         raise
-    except Exception as e:  # noqa: BLE001 - every failure must end the step's run as FAILED
+    except Exception as e:
         message = _one_line(step.name, e, store, facts["run_id"])
         mlflow.set_tag("error", message[:5000])
         mlflow.end_run(status="FAILED")
@@ -256,7 +261,9 @@ def print_summary(results: list[StepResult], out: TextIO) -> None:
     line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
     print(line, file=out)
     for i, row in enumerate(rows):
-        print("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |", file=out)
+        print(
+            "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |", file=out
+        )
         if i == 0:
             print(line, file=out)
     print(line, file=out)

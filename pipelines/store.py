@@ -125,7 +125,8 @@ class _Lock:
                     holder = os.pread(self.fd, 200, 0).decode(errors="replace").strip()
                     os.close(self.fd)
                     raise StoreLockedError(
-                        f"another convflow run ({holder or 'unknown pid'}) holds {self.path.parent}; "
+                        f"another convflow run ({holder or 'unknown pid'}) holds "
+                        f"{self.path.parent}; "
                         "wait for it, pass --wait SECONDS, or use another --artifact-root"
                     ) from None
                 time.sleep(0.5)

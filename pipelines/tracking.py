@@ -37,8 +37,9 @@ def resolve_uri(uri: str | None) -> tuple[str, str | None]:
 
 def connect(uri: str | None) -> tuple[str, str | None]:
     """Points MLflow at ``uri`` (or the embedded store) and checks it answers."""
-    import mlflow
     from mlflow.tracking import MlflowClient
+
+    import mlflow
 
     uri, artifact_location = resolve_uri(uri)
     if uri.startswith(("http://", "https://")):
@@ -48,7 +49,7 @@ def connect(uri: str | None) -> tuple[str, str | None]:
     mlflow.set_registry_uri(uri)
     try:
         MlflowClient(uri).search_experiments(max_results=1)
-    except Exception as e:  # noqa: BLE001 - any failure here means "cannot track"
+    except Exception as e:
         reason = str(e).splitlines()[0][:200]
         raise TrackingUnavailable(
             f"MLflow tracking store {uri} is unreachable ({reason}); start the server "

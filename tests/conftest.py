@@ -45,10 +45,13 @@ def mlflow_server(tmp_path_factory):
         "MLFLOW_PORT": str(port),
         "MLFLOW_DATA": str(root),
     }
-    log = open(root / "server.log", "w")
+    log = open(root / "server.log", "w")  # noqa: SIM115 - lives as long as the server
     proc = subprocess.Popen(
         ["bash", str(REPO / "mlflow" / "server.sh"), "--workers", "1"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     uri = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -61,7 +64,9 @@ def mlflow_server(tmp_path_factory):
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            raise RuntimeError(f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}")
+            raise RuntimeError(
+                f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}"
+            )
         time.sleep(0.5)
     yield uri
     os.killpg(proc.pid, signal.SIGTERM)  # the server's gunicorn/uvicorn workers too

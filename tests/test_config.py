@@ -94,7 +94,9 @@ def test_invalid_yaml(tmp_path):
 
 
 def test_set_overrides_are_typed():
-    cfg, _ = load_config(DEFAULT, ["ingest.seed=7", "ingest.max_examples=100", "pipeline.name=exp2"])
+    cfg, _ = load_config(
+        DEFAULT, ["ingest.seed=7", "ingest.max_examples=100", "pipeline.name=exp2"]
+    )
     assert cfg["ingest"].seed == 7 and cfg["ingest"].max_examples == 100
     assert cfg.pipeline.name == "exp2"
     assert cfg.pipeline.model_name == "fashion_mnist_lenet"  # set in the file, kept
@@ -109,13 +111,16 @@ def test_cli_prints_one_line_and_exits_2(tmp_path, capsys):
     code = main(["validate", DEFAULT, "--set", "ingest.validation_fraction=2"])
     err = capsys.readouterr().err
     assert code == 2
-    assert err == "error: ingest.validation_fraction: 2.0 is not allowed; expected >= 0.0 and <= 0.9\n"
+    assert (
+        err == "error: ingest.validation_fraction: 2.0 is not allowed; expected >= 0.0 and <= 0.9\n"
+    )
 
 
 def test_cli_process_has_no_traceback(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "run", str(tmp_path / "missing.yaml")],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

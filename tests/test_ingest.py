@@ -6,6 +6,7 @@ import dataclasses
 import gzip
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,7 +81,7 @@ def test_plain_idx_and_max_examples(tmp_path):
 
 
 def test_truncated_gzip_keeps_complete_records_and_rejects_the_rest(tmp_path, small_idx):
-    raw = gzip.decompress(open(small_idx["train_images"], "rb").read())
+    raw = gzip.decompress(Path(small_idx["train_images"]).read_bytes())
     cut = 16 + 28 * 28 * 597 + 100  # 597 whole images, then part of one
     (tmp_path / "cut.gz").write_bytes(gzip.compress(raw[:cut])[:-8])  # and a broken gzip trailer
     files = {**small_idx, "train_images": str(tmp_path / "cut.gz")}
@@ -109,10 +110,17 @@ def test_too_many_rejections_fail_with_a_clear_message(tmp_path, small_idx):
     labels = fashion_mnist_slice("train", 600)[1]
     labels[:60] = 99  # 60 of 800 = 7.5%
     files = {**small_idx, "train_labels": str(write_idx(tmp_path / "bad.gz", labels))}
-    with pytest.raises(ComponentError, match=r"60 of 800 records rejected \(7.5%\), above ingest.max_rejected_fraction=0.01"):
+    with pytest.raises(
+        ComponentError,
+        match=r"60 of 800 records rejected \(7.5%\), above ingest.max_rejected_fraction=0.01",
+    ):
         run_ingest(tmp_path, idx=idx_params(files))
-    assert len((tmp_path / "work" / REJECTED_FILE).read_text().splitlines()) == 60  # kept for the user
-    run_ingest(tmp_path / "ok", idx=idx_params(files), max_rejected_fraction=0.1)  # raised limit passes
+    assert (
+        len((tmp_path / "work" / REJECTED_FILE).read_text().splitlines()) == 60
+    )  # kept for the user
+    run_ingest(
+        tmp_path / "ok", idx=idx_params(files), max_rejected_fraction=0.1
+    )  # raised limit passes
 
 
 def test_not_an_idx_file(tmp_path, small_idx):
@@ -159,7 +167,7 @@ def test_folder_source_mixed_sizes_and_channels(tmp_path):
     assert p["channels"] == 3  # auto: some images have colour
     assert sum(e["count"] for e in p["splits"].values()) == 36
     assert p["splits"]["test"]["count"] == 9
-    images, labels = examples.read_shard(art.path / p["splits"]["train"]["files"][0], "uint8")
+    images, _ = examples.read_shard(art.path / p["splits"]["train"]["files"][0], "uint8")
     assert all(im.shape[-1] == 3 and im.dtype == np.uint8 for im in images)
     assert len({im.shape for im in images}) > 1
 
@@ -167,7 +175,10 @@ def test_folder_source_mixed_sizes_and_channels(tmp_path):
 def test_folder_bad_files_are_rejected_not_fatal_under_the_limit(tmp_path):
     make_folder(tmp_path / "imgs", bad=True)
     art = run_ingest(
-        tmp_path, source="folder", folder=str(tmp_path / "imgs"), channels="grayscale",
+        tmp_path,
+        source="folder",
+        folder=str(tmp_path / "imgs"),
+        channels="grayscale",
         max_rejected_fraction=0.2,
     )
     rejected = {
@@ -206,8 +217,10 @@ def test_tfds_source_reads_a_prepared_data_dir(tmp_path):
             return tfds.core.DatasetInfo(
                 builder=self,
                 features=tfds.features.FeaturesDict(
-                    {"image": tfds.features.Image(shape=(8, 8, 1)),
-                     "label": tfds.features.ClassLabel(names=["dark", "light"])}
+                    {
+                        "image": tfds.features.Image(shape=(8, 8, 1)),
+                        "label": tfds.features.ClassLabel(names=["dark", "light"]),
+                    }
                 ),
                 supervised_keys=("image", "label"),
             )
@@ -222,17 +235,25 @@ def test_tfds_source_reads_a_prepared_data_dir(tmp_path):
 
     data_dir = tmp_path / "tfds"
     ConvflowTinyShapes(data_dir=str(data_dir)).download_and_prepare()
-    art = run_ingest(tmp_path, source="tfds", tfds_name="convflow_tiny_shapes", tfds_data_dir=str(data_dir))
+    art = run_ingest(
+        tmp_path, source="tfds", tfds_name="convflow_tiny_shapes", tfds_data_dir=str(data_dir)
+    )
     p = art.properties
     assert p["class_names"] == ["dark", "light"]
-    assert {s: e["count"] for s, e in p["splits"].items()} == {"train": 36, "validation": 4, "test": 10}
+    assert {s: e["count"] for s, e in p["splits"].items()} == {
+        "train": 36,
+        "validation": 4,
+        "test": 10,
+    }
     images, labels = examples.read_split(art, "test")
     np.testing.assert_array_equal(images.reshape(10, -1).max(axis=1), 200 * labels)
 
 
 def test_tfds_not_prepared_offline_is_a_clear_error(tmp_path):
     with pytest.raises(ComponentError, match="is not prepared in data_dir"):
-        run_ingest(tmp_path, source="tfds", tfds_name="mnist", tfds_data_dir=str(tmp_path / "empty"))
+        run_ingest(
+            tmp_path, source="tfds", tfds_name="mnist", tfds_data_dir=str(tmp_path / "empty")
+        )
 
 
 def test_params_are_frozen():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -31,7 +32,7 @@ def fake(fakeflow, tmp_path, sqlite_uri):
         log.write_text("")
         pipeline, cfg = build(root, str(log), **(sections or {}))
         options = runner.RunOptions(tracking_uri=sqlite_uri, show_progress=False, **opts)
-        results, run_id = runner.run(pipeline, cfg, options, out=open(os.devnull, "w"))
+        results, run_id = runner.run(pipeline, cfg, options, out=io.StringIO())
         return {r.name: r.status for r in results}, log.read_text().split(), run_id
 
     run.root = root
@@ -148,7 +149,10 @@ def test_mlflow_records_parent_and_nested_runs_with_cache_tags(fake, sqlite_uri)
     parent = client.get_run(run_id)
     assert parent.info.status == "FINISHED"
     assert "config_hash" in parent.data.tags
-    assert {a.path for a in client.list_artifacts(run_id)} >= {"config.yaml", "package_versions.json"}
+    assert {a.path for a in client.list_artifacts(run_id)} >= {
+        "config.yaml",
+        "package_versions.json",
+    }
     children = client.search_runs(
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'"
     )
@@ -165,10 +169,14 @@ def test_lock_rejects_a_second_run(tmp_path):
     store = ArtifactStore(tmp_path)
     with store.lock():
         child = subprocess.run(
-            [sys.executable, "-c",
-             "from pipelines.store import ArtifactStore; import sys;"
-             f"ArtifactStore({str(tmp_path)!r}).lock().__enter__()"],
-            capture_output=True, text=True,
+            [
+                sys.executable,
+                "-c",
+                "from pipelines.store import ArtifactStore; import sys;"
+                f"ArtifactStore({str(tmp_path)!r}).lock().__enter__()",
+            ],
+            capture_output=True,
+            text=True,
         )
     assert child.returncode != 0
     assert "another convflow run (pid" in child.stderr
@@ -189,17 +197,25 @@ def test_sigkill_mid_step_leaves_no_half_artifact_and_rerun_resumes(fakeflow, tm
     proc.wait()
     assert list((root / "produce").glob("*/step.json"))  # finished before the crash
     assert not list((root / "double").glob("*/step.json"))  # nothing published
-    assert list((root / "double").glob(".tmp-*/examples/part-1.bin"))  # the half write stayed hidden
+    assert list(
+        (root / "double").glob(".tmp-*/examples/part-1.bin")
+    )  # the half write stayed hidden
 
     from fakeflow.pipeline import build
 
     log.write_text("")
     pipeline, cfg = build(str(root), str(log))
     results, _ = runner.run(
-        pipeline, cfg, runner.RunOptions(tracking_uri=sqlite_uri, show_progress=False),
-        out=open(os.devnull, "w"),
+        pipeline,
+        cfg,
+        runner.RunOptions(tracking_uri=sqlite_uri, show_progress=False),
+        out=io.StringIO(),
     )
-    assert {r.name: r.status for r in results} == {"produce": "cached", "double": "ran", "consume": "ran"}
+    assert {r.name: r.status for r in results} == {
+        "produce": "cached",
+        "double": "ran",
+        "consume": "ran",
+    }
     assert log.read_text().split() == ["double", "consume"]
     assert not list((root / "double").glob(".tmp-*"))  # swept
     client = MlflowClient(sqlite_uri)
@@ -207,7 +223,9 @@ def test_sigkill_mid_step_leaves_no_half_artifact_and_rerun_resumes(fakeflow, tm
         [client.get_experiment_by_name("fake").experiment_id],
         filter_string="attributes.status = 'KILLED'",
     )
-    assert {r.info.run_name for r in killed} >= {"double"}  # the orphan was closed, not left RUNNING
+    assert {r.info.run_name for r in killed} >= {
+        "double"
+    }  # the orphan was closed, not left RUNNING
 
 
 def _noop(ctx: Context) -> None:

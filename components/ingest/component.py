@@ -29,7 +29,9 @@ def _read_source(p: Params, ctx: Context):
             rejected += bad
         return names, splits, rejected
     if p.source == "tfds":
-        names, splits = tfds_source.read(p.tfds_name, p.tfds_data_dir, p.tfds_download, ctx.progress)
+        names, splits = tfds_source.read(
+            p.tfds_name, p.tfds_data_dir, p.tfds_download, ctx.progress
+        )
         return names, splits, []
     names, files = folder.layout(p.folder)
     splits, rejected = {}, []
@@ -39,7 +41,9 @@ def _read_source(p: Params, ctx: Context):
         rejected += bad
     everything = [im for images, _ in splits.values() for im in images]
     converted = iter(folder.to_channels(everything, p.channels))
-    splits = {s: ([next(converted) for _ in images], labels) for s, (images, labels) in splits.items()}
+    splits = {
+        s: ([next(converted) for _ in images], labels) for s, (images, labels) in splits.items()
+    }
     return names, splits, rejected
 
 
@@ -93,11 +97,15 @@ def ingest(ctx: Context) -> None:
     _check_rejections(rejected, accepted, p, ctx)
     splits = _carve(splits, p)
     entries, histogram = {}, {}
-    for split, (images, labels) in ctx.progress(splits.items(), total=len(splits), desc="write shards"):
+    for split, (images, labels) in ctx.progress(
+        splits.items(), total=len(splits), desc="write shards"
+    ):
         entries[split] = examples.write_split(out.path, split, images, labels, p.shard_size)
         histogram[split] = np.bincount(labels, minlength=len(names)).tolist()
     shapes = {tuple(im.shape) for images, _ in splits.values() for im in images[:1]}
-    uniform = all(isinstance(images, np.ndarray) for images, _ in splits.values()) and len(shapes) == 1
+    uniform = (
+        all(isinstance(images, np.ndarray) for images, _ in splits.values()) and len(shapes) == 1
+    )
     out.properties.update(
         splits=entries,
         dtype="uint8",

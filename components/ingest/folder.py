@@ -24,7 +24,9 @@ def layout(root: str | Path) -> tuple[list[str], dict[str, list[tuple[Path, int]
     if not root.is_dir():
         raise ComponentError(f"image folder not found: {root}")
     levels = {p.name for p in _class_dirs(root)}
-    split_roots = {s: root / s for s in ("train", "test")} if {"train", "test"} <= levels else {"all": root}
+    split_roots = (
+        {s: root / s for s in ("train", "test")} if {"train", "test"} <= levels else {"all": root}
+    )
     class_names = sorted({p.name for r in split_roots.values() for p in _class_dirs(r)})
     if not class_names:
         raise ComponentError(f"{root} has no class subfolders; expected {root}/<class>/<image>")
@@ -79,7 +81,9 @@ def to_channels(images: list[np.ndarray], channels: str) -> list[np.ndarray]:
     return out
 
 
-def read_split(files: list[tuple[Path, int]], progress) -> tuple[list[np.ndarray], np.ndarray, list[dict]]:
+def read_split(
+    files: list[tuple[Path, int]], progress
+) -> tuple[list[np.ndarray], np.ndarray, list[dict]]:
     images, labels, rejected = [], [], []
     for path, label in progress(files, total=len(files), desc="decode images"):
         try:

@@ -35,7 +35,9 @@ def read_idx(path: str | Path) -> tuple[np.ndarray, int]:
     """
     path = Path(path)
     if not path.is_file():
-        raise ComponentError(f"IDX file not found: {path}; install dataset-fashion-mnist or fix the path")
+        raise ComponentError(
+            f"IDX file not found: {path}; install dataset-fashion-mnist or fix the path"
+        )
     data = _read_bytes(path)
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
         raise ComponentError(f"{path}: not an IDX file (bad magic number {data[:4].hex()})")
@@ -69,13 +71,27 @@ def read_pair(images_path: str, labels_path: str, num_classes: int):
     declared = max(declared_images, declared_labels)
     n = min(len(images), len(labels))
     for i in range(n, declared):
-        reason = "image missing (file truncated)" if i >= len(images) else "label missing (file truncated)"
-        rejected.append({"source": images_path if i >= len(images) else labels_path, "index": i, "reason": reason})
+        reason = (
+            "image missing (file truncated)"
+            if i >= len(images)
+            else "label missing (file truncated)"
+        )
+        rejected.append(
+            {
+                "source": images_path if i >= len(images) else labels_path,
+                "index": i,
+                "reason": reason,
+            }
+        )
     labels = labels[:n].astype(np.int64)
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     for i in bad:
         rejected.append(
-            {"source": labels_path, "index": int(i), "reason": f"label {int(labels[i])} not in [0, {num_classes})"}
+            {
+                "source": labels_path,
+                "index": int(i),
+                "reason": f"label {int(labels[i])} not in [0, {num_classes})",
+            }
         )
     keep = np.ones(n, bool)
     keep[bad] = False

@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Splits indices so that ``fraction`` of every class goes to the second part.
 
     Returns:
@@ -15,7 +17,7 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     kept, carved = [], []
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
-        n = int(round(fraction * len(idx)))
+        n = round(fraction * len(idx))
         carved.append(idx[:n])
         kept.append(idx[n:])
     join = lambda parts: np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)  # noqa: E731

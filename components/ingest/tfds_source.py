@@ -13,12 +13,14 @@ def read(name: str, data_dir: str | None, download: bool, progress):
 
     try:
         builder = tfds.builder(name, data_dir=data_dir)
-    except Exception as e:  # noqa: BLE001 - TFDS raises many types for an unknown name
-        raise ComponentError(f"TFDS dataset {name!r} is not available ({str(e).splitlines()[0]})") from None
+    except Exception as e:
+        raise ComponentError(
+            f"TFDS dataset {name!r} is not available ({str(e).splitlines()[0]})"
+        ) from None
     if download:
         try:
             builder.download_and_prepare()
-        except Exception as e:  # noqa: BLE001 - network, checksum and disk errors alike
+        except Exception as e:
             raise ComponentError(
                 f"TFDS could not download/prepare {name!r} ({str(e).splitlines()[0][:200]}); "
                 "offline, point ingest.tfds_data_dir at a prepared copy or use source: idx"
@@ -34,7 +36,9 @@ def read(name: str, data_dir: str | None, download: bool, progress):
     for split, info in builder.info.splits.items():
         ds = builder.as_dataset(split=split, as_supervised=True)
         images, labels = [], []
-        for image, label in progress(tfds.as_numpy(ds), total=info.num_examples, desc=f"read {split}"):
+        for image, label in progress(
+            tfds.as_numpy(ds), total=info.num_examples, desc=f"read {split}"
+        ):
             images.append(image if image.ndim == 3 else image[..., None])
             labels.append(int(label))
         splits[split] = (images, np.asarray(labels, np.int64))

@@ -5,7 +5,9 @@ from fakeflow.helper import scale
 from fakeflow.steps import Params, read, record, write
 
 
-@component(name="double", inputs={"examples": EXAMPLES}, outputs={"examples": EXAMPLES}, params=Params)
+@component(
+    name="double", inputs={"examples": EXAMPLES}, outputs={"examples": EXAMPLES}, params=Params
+)
 def double(ctx: Context) -> None:
     record(ctx, "double")
     if ctx.params.fail:
