@@ -1,0 +1,69 @@
+"""SegNet (Badrinarayanan, Kendall & Cipolla 2015/2017, "SegNet: A Deep Convolutional
+Encoder-Decoder Architecture for Image Segmentation").
+
+The encoder is VGG-16's 13 convolutions with batch norm; every 2×2 max pool keeps its switches.
+Each decoder stage unpools with the switches of the matching encoder stage (no learned
+upsampling and no copied feature maps, only indices) and densifies the sparse map with
+3×3 convolutions; the last convolution of a stage narrows to the next stage's width.
+
+Inputs: H and W multiples of 32 (≥ 32).
+"""
+
+from __future__ import annotations
+
+import keras
+
+from models.layers.unpooling import MaxUnpooling2D
+from models.registry import register
+from models.segmentation import (
+    VGG16_STAGES,
+    check_segmentation_args,
+    conv_bn_relu,
+    scaled,
+    segmentation_head,
+    vgg_encoder,
+)
+
+PAPER = "Badrinarayanan, Kendall & Cipolla 2015, SegNet"
+
+
+@register(
+    "segnet", family="segnet", paper=PAPER, kind="segmentation", test_input_shape=(32, 32, 3),
+    input_sizes="H, W multiples of 32", test_kwargs={"width_multiplier": 0.0625},
+)  # fmt: skip
+def SegNet(
+    input_shape=(224, 224, 3), num_classes=12, include_top=True, pooling=None,
+    classifier_activation="softmax", name="segnet", stages=VGG16_STAGES, width_multiplier=1.0,
+    stem_initializer=None,
+):  # fmt: skip
+    """Builds SegNet.
+
+    Args:
+        input_shape: (H, W, C), H and W multiples of 2**len(stages).
+        num_classes: per-pixel classes (11 + void on CamVid in the paper).
+        include_top: per-pixel scores (H, W, num_classes); else decoder features (H, W, 64·w).
+        pooling: with include_top=False, None / "avg" / "max".
+        classifier_activation: per-pixel activation of the scores.
+        name: model name.
+        stages: encoder ``(filters, convs)`` table; the decoder mirrors it.
+        width_multiplier: scales every stage.
+        stem_initializer: first-convolution initializer spec (:func:`models.initializers.get`).
+
+    Returns:
+        keras.Model.
+    """
+    check_segmentation_args(input_shape, num_classes, include_top, pooling, 2 ** len(stages), name)
+    inputs = keras.Input(input_shape, name="image")
+    x, _, switches = vgg_encoder(
+        inputs, stages, width_multiplier, batch_norm=True, pool="argmax",
+        stem_initializer=stem_initializer, name="encoder",
+    )  # fmt: skip
+    for s in range(len(stages), 0, -1):  # e.g. 5, 4, ..., 1
+        filters, convs = stages[s - 1][:2]
+        out_filters = stages[s - 2][0] if s > 1 else filters
+        x = MaxUnpooling2D(2, name=f"decoder{s}_unpool")([x, switches[s - 1]])
+        for c in range(convs, 0, -1):
+            width = out_filters if c == 1 else filters
+            x = conv_bn_relu(x, scaled(width, width_multiplier), f"decoder{s}_{c}")
+    outputs = segmentation_head(x, num_classes, include_top, pooling, classifier_activation)
+    return keras.Model(inputs, outputs, name=name)

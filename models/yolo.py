@@ -1,0 +1,289 @@
+"""YOLO v1 (Redmon, Divvala, Girshick & Farhadi 2016, "You Only Look Once: Unified, Real-Time
+Object Detection"): model, loss, target encoding, decoding and non-max suppression.
+
+The image is split into an S×S grid. Each cell predicts B boxes (x, y, √w, √h, confidence)
+and one set of C conditional class probabilities, so the output is (S, S, B·5 + C) with the
+layout ``[box_1 … box_B, classes]``, box = (x, y, √w, √h, conf):
+
+- x, y: the box centre inside the cell, in cell units ([0, 1]);
+- √w, √h: square roots of the box size as a fraction of the image (the paper predicts the
+  roots so that an error on a small box costs more than the same error on a large one);
+- conf: Pr(object) · IoU(pred, truth).
+
+Targets (:func:`encode_targets`) are (S, S, 5 + C): ``[x, y, w, h, has_object, one-hot class]``
+with one object per cell (the centre cell), as in the paper. Post-processing is numpy.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from models.common import check_args
+from models.initializers import stem_kernel_initializer
+from models.registry import register
+from models.segmentation import pooled_features, scaled
+
+PAPER = "Redmon et al. 2016, You Only Look Once: Unified, Real-Time Object Detection"
+
+# The paper's 24 convolutional layers, (kernel, filters, stride) per stage; every stage but
+# the last two ends in a 2×2 max pool. Total stride 64: 448×448 -> 7×7.
+DARKNET_STAGES = (
+    (((7, 64, 2),), True),
+    (((3, 192, 1),), True),
+    (((1, 128, 1), (3, 256, 1), (1, 256, 1), (3, 512, 1)), True),
+    (((1, 256, 1), (3, 512, 1)) * 4 + ((1, 512, 1), (3, 1024, 1)), True),
+    (((1, 512, 1), (3, 1024, 1)) * 2 + ((3, 1024, 1), (3, 1024, 2)), False),
+    (((3, 1024, 1), (3, 1024, 1)), False),
+)
+
+
+@register(
+    "yolo_v1", family="yolo", paper=PAPER, kind="detection", test_input_shape=(64, 64, 3),
+    input_sizes="fixed H, W multiples of 64 (448 in the paper)",
+    test_kwargs={"width_multiplier": 0.03125, "fc_units": 32, "grid_size": 2},
+)  # fmt: skip
+def YOLOv1(
+    input_shape=(448, 448, 3), num_classes=20, include_top=True, pooling=None,
+    classifier_activation="softmax", name="yolo_v1", grid_size=7, boxes_per_cell=2,
+    width_multiplier=1.0, fc_units=4096, dropout=0.5, batch_norm=False, stem_initializer=None,
+):  # fmt: skip
+    """Builds YOLO v1.
+
+    Args:
+        input_shape: (H, W, C), fixed, H and W multiples of 64.
+        num_classes: C.
+        include_top: the detection head, output (S, S, B·5 + C); else the conv features.
+        pooling: with include_top=False, None / "avg" / "max".
+        classifier_activation: applied per cell to the C class scores ("softmax"; None is the
+            paper's linear output).
+        name: model name.
+        grid_size: S (7).
+        boxes_per_cell: B (2).
+        width_multiplier: scales every convolution.
+        fc_units: the hidden fully connected layer (4096).
+        dropout: after it (0.5).
+        batch_norm: BN after every convolution (YOLO v2's addition; off in v1).
+        stem_initializer: first-convolution initializer spec (:func:`models.initializers.get`).
+
+    Returns:
+        keras.Model.
+    """
+    check_args(input_shape, num_classes, include_top, pooling, min_size=64, name=name)
+    if len(input_shape) != 3 or None in input_shape[:2] or any(d % 64 for d in input_shape[:2]):
+        raise ValueError(
+            f"{name} needs a fixed (H, W, C) with H and W multiples of 64 (its total stride); "
+            f"got input_shape={input_shape!r}"
+        )
+    for knob, value in (("grid_size", grid_size), ("boxes_per_cell", boxes_per_cell)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{knob}={value!r} must be a positive int")
+    inputs = keras.Input(input_shape, name="image")
+    x = inputs
+    for s, (convs, pooled) in enumerate(DARKNET_STAGES, start=1):
+        for c, (kernel, filters, stride) in enumerate(convs, start=1):
+            first = (s, c) == (1, 1)
+            x = layers.Conv2D(
+                scaled(filters, width_multiplier), kernel, strides=stride, padding="same",
+                use_bias=not batch_norm, name=f"conv{s}_{c}",
+                kernel_initializer=stem_kernel_initializer(stem_initializer if first else None),
+            )(x)  # fmt: skip
+            if batch_norm:
+                x = layers.BatchNormalization(name=f"conv{s}_{c}_bn")(x)
+            x = layers.LeakyReLU(0.1, name=f"conv{s}_{c}_leaky")(x)
+        if pooled:
+            x = layers.MaxPooling2D(2, name=f"pool{s}")(x)
+    if not include_top:
+        return keras.Model(inputs, pooled_features(x, pooling), name=name)
+    S, B, C = grid_size, boxes_per_cell, num_classes
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(fc_units, name="fc1")(x)
+    x = layers.LeakyReLU(0.1, name="fc1_leaky")(x)
+    x = layers.Dropout(dropout, name="fc1_dropout")(x)
+    # The paper's single linear layer, split in two so the class scores can get their own
+    # per-cell activation.
+    boxes = layers.Reshape((S, S, B * 5), name="boxes")(
+        layers.Dense(S * S * B * 5, name="fc_boxes")(x)
+    )
+    classes = layers.Reshape((S, S, C), name="class_scores")(
+        layers.Dense(S * S * C, name="fc_classes")(x)
+    )
+    classes = layers.Activation(classifier_activation, name="class_probs")(classes)
+    outputs = layers.Concatenate(dtype="float32", name="predictions")([boxes, classes])
+    return keras.Model(inputs, outputs, name=name)
+
+
+def box_iou(a, b):
+    """IoU of (…, 4) centre-format boxes (cx, cy, w, h), broadcasting; keras.ops."""
+    a_min, a_max = a[..., :2] - a[..., 2:] / 2, a[..., :2] + a[..., 2:] / 2
+    b_min, b_max = b[..., :2] - b[..., 2:] / 2, b[..., :2] + b[..., 2:] / 2
+    overlap = ops.maximum(ops.minimum(a_max, b_max) - ops.maximum(a_min, b_min), 0.0)
+    inter = overlap[..., 0] * overlap[..., 1]
+    union = a[..., 2] * a[..., 3] + b[..., 2] * b[..., 3] - inter
+    return inter / ops.maximum(union, 1e-9)
+
+
+@keras.saving.register_keras_serializable(package="convflow")
+class YOLOv1Loss(keras.losses.Loss):
+    """The sum-squared YOLO v1 loss (paper eq. 3), per image.
+
+    λ_coord Σ 1ᵒᵇʲᵢⱼ [(x−x̂)² + (y−ŷ)² + (√w−√ŵ)² + (√h−√ĥ)²]
+    + Σ 1ᵒᵇʲᵢⱼ (C−Ĉ)² + λ_noobj Σ 1ⁿᵒᵒᵇʲᵢⱼ (0−Ĉ)² + Σ 1ᵒᵇʲᵢ Σ_c (p(c)−p̂(c))²
+
+    Box j of cell i is "responsible" (1ᵒᵇʲᵢⱼ) when the cell holds an object and j has the
+    highest IoU with it among the cell's B boxes (the first on ties); every other box,
+    including the non-responsible ones in object cells, is 1ⁿᵒᵒᵇʲ.
+
+    Args:
+        boxes_per_cell: B.
+        lambda_coord: 5 in the paper.
+        lambda_noobj: 0.5 in the paper.
+        rescore: confidence target is the IoU (paper); False uses 1.
+    """
+
+    def __init__(
+        self, boxes_per_cell=2, lambda_coord=5.0, lambda_noobj=0.5, rescore=True,
+        name="yolo_v1_loss", reduction="sum_over_batch_size", dtype=None,
+    ):  # fmt: skip
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.boxes_per_cell = boxes_per_cell
+        self.lambda_coord = float(lambda_coord)
+        self.lambda_noobj = float(lambda_noobj)
+        self.rescore = bool(rescore)
+
+    def call(self, y_true, y_pred):
+        B = self.boxes_per_cell
+        S = ops.shape(y_pred)[1]
+        y_pred = ops.convert_to_tensor(y_pred)
+        y_true = ops.cast(y_true, y_pred.dtype)
+        pred = ops.reshape(y_pred[..., : 5 * B], (-1, S, S, B, 5))
+        p_xy, p_sqrt_wh, p_conf = pred[..., 0:2], pred[..., 2:4], pred[..., 4]
+        t_xy, t_wh = y_true[..., None, 0:2], y_true[..., None, 2:4]  # (N, S, S, 1, 2)
+        obj = y_true[..., 4]  # (N, S, S)
+        # IoU in image units; the cell offset is the same for truth and prediction.
+        grid = ops.cast(S, y_pred.dtype)
+        iou = box_iou(
+            ops.concatenate([p_xy / grid, ops.square(p_sqrt_wh)], axis=-1),
+            ops.concatenate([t_xy / grid, t_wh], axis=-1),
+        )  # (N, S, S, B)
+        responsible = ops.one_hot(ops.argmax(iou, axis=-1), B, dtype=y_pred.dtype) * obj[..., None]
+        coord = ops.sum(ops.square(p_xy - t_xy), -1) + ops.sum(
+            ops.square(p_sqrt_wh - ops.sqrt(t_wh)), -1
+        )
+        target_conf = ops.stop_gradient(iou) if self.rescore else ops.ones_like(iou)
+        per_box = (
+            self.lambda_coord * responsible * coord
+            + responsible * ops.square(p_conf - target_conf)
+            + self.lambda_noobj * (1.0 - responsible) * ops.square(p_conf)
+        )
+        per_cell = obj * ops.sum(ops.square(y_pred[..., 5 * B :] - y_true[..., 5:]), -1)
+        return ops.sum(per_box, axis=(1, 2, 3)) + ops.sum(per_cell, axis=(1, 2))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "boxes_per_cell": self.boxes_per_cell,
+            "lambda_coord": self.lambda_coord,
+            "lambda_noobj": self.lambda_noobj,
+            "rescore": self.rescore,
+        }
+
+
+def encode_targets(boxes, classes, grid_size, num_classes):
+    """One image's boxes -> (S, S, 5 + C) targets.
+
+    Args:
+        boxes: (n, 4) corner boxes (x1, y1, x2, y2) as fractions of the image.
+        classes: (n,) int class ids.
+        grid_size: S.
+        num_classes: C.
+
+    Returns:
+        float32 array; a later box whose centre falls in an occupied cell replaces it.
+    """
+    target = np.zeros((grid_size, grid_size, 5 + num_classes), dtype="float32")
+    for (x1, y1, x2, y2), cls in zip(np.asarray(boxes, dtype="float64"), classes, strict=True):
+        cx, cy = (x1 + x2) / 2 * grid_size, (y1 + y2) / 2 * grid_size
+        col, row = min(int(cx), grid_size - 1), min(int(cy), grid_size - 1)
+        target[row, col, :5] = (cx - col, cy - row, x2 - x1, y2 - y1, 1.0)
+        target[row, col, 5:] = 0.0
+        target[row, col, 5 + int(cls)] = 1.0
+    return target
+
+
+def non_max_suppression(boxes, scores, iou_threshold=0.5, max_outputs=None):
+    """Greedy NMS: keep the best box, drop boxes overlapping it by IoU > threshold, repeat.
+
+    Args:
+        boxes: (n, 4) corner boxes (x1, y1, x2, y2).
+        scores: (n,).
+        iou_threshold: boxes with IoU strictly above it are suppressed.
+        max_outputs: stop after this many.
+
+    Returns:
+        int array of kept indices, best first.
+    """
+    boxes, scores = np.asarray(boxes, dtype="float64"), np.asarray(scores, dtype="float64")
+    areas = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(
+        boxes[:, 3] - boxes[:, 1], 0, None
+    )
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size and (max_outputs is None or len(keep) < max_outputs):
+        best, rest = order[0], order[1:]
+        keep.append(best)
+        lo = np.maximum(boxes[best, :2], boxes[rest, :2])
+        hi = np.minimum(boxes[best, 2:], boxes[rest, 2:])
+        inter = np.prod(np.clip(hi - lo, 0, None), axis=1)
+        iou = inter / np.maximum(areas[best] + areas[rest] - inter, 1e-12)
+        order = rest[iou <= iou_threshold]
+    return np.asarray(keep, dtype="int64")
+
+
+def decode_predictions(y_pred, boxes_per_cell=2, score_threshold=0.2, iou_threshold=0.5,
+                       max_boxes=100):  # fmt: skip
+    """YOLO v1 output -> detections per image (numpy).
+
+    Each box takes its best class; its score is conf · Pr(class | object) (the paper's
+    class-specific confidence). Boxes under ``score_threshold`` are dropped and NMS runs per
+    class.
+
+    Args:
+        y_pred: (N, S, S, B·5 + C) model output.
+        boxes_per_cell: B.
+        score_threshold: minimum class-specific confidence.
+        iou_threshold: NMS threshold.
+        max_boxes: per image, after NMS.
+
+    Returns:
+        A list of N dicts with ``boxes`` (k, 4) corner boxes clipped to [0, 1] (image
+        fractions), ``scores`` (k,) and ``classes`` (k,), best first.
+    """
+    y_pred = np.asarray(y_pred, dtype="float64")
+    n, S = y_pred.shape[:2]
+    B = boxes_per_cell
+    pred = y_pred[..., : 5 * B].reshape(n, S, S, B, 5)
+    probs = y_pred[..., 5 * B :][:, :, :, None, :]  # (N, S, S, 1, C)
+    rows, cols = np.meshgrid(np.arange(S), np.arange(S), indexing="ij")
+    cx = (cols[None, :, :, None] + pred[..., 0]) / S
+    cy = (rows[None, :, :, None] + pred[..., 1]) / S
+    w, h = np.square(pred[..., 2]), np.square(pred[..., 3])
+    corners = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=-1).clip(0, 1)
+    class_scores = pred[..., 4:5] * probs  # (N, S, S, B, C)
+    results = []
+    for i in range(n):
+        boxes = corners[i].reshape(-1, 4)
+        scores_all = class_scores[i].reshape(len(boxes), -1)
+        classes, scores = scores_all.argmax(axis=1), scores_all.max(axis=1)
+        keep = np.flatnonzero(scores >= score_threshold)
+        kept = []
+        for c in np.unique(classes[keep]):
+            members = keep[classes[keep] == c]
+            kept.append(
+                members[non_max_suppression(boxes[members], scores[members], iou_threshold)]
+            )
+        idx = np.concatenate(kept) if kept else np.zeros(0, dtype="int64")
+        idx = idx[np.argsort(-scores[idx], kind="stable")][:max_boxes]
+        results.append({"boxes": boxes[idx], "scores": scores[idx], "classes": classes[idx]})
+    return results
