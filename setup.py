@@ -1,5 +1,7 @@
 """convflow: the convolutional-network chapter of Goodfellow et al. as a Keras pipeline."""
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 # Pinned to the set that was installed and tested together (README, "Versions").
@@ -23,7 +25,7 @@ setup(
     name="convflow",
     version="0.1.0",
     description="CNNs from Goodfellow et al. ch. 9 as a cached, MLflow-tracked Keras pipeline",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["pipelines*", "components*", "models*"]),

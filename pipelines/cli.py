@@ -92,6 +92,7 @@ DEFAULT_MODEL_URI = "models:/fashion_mnist_lenet@champion"
 
 def _cmd_predict(args) -> int:
     import mlflow
+
     from components.serving import predict
     from pipelines.tracking import resolve_uri
 

@@ -28,6 +28,9 @@ class TrackingUnavailable(Exception):
 def resolve_uri(uri: str | None) -> tuple[str, str | None]:
     """(tracking URI, artifact location for new experiments or None to let the server pick)."""
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri and uri.startswith("sqlite:///"):
+        # Artifacts beside the database, not in MLflow's default ./mlruns of the cwd.
+        return uri, (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
     if uri:
         return uri, None
     root = EMBEDDED_DIR.absolute()
@@ -37,9 +40,8 @@ def resolve_uri(uri: str | None) -> tuple[str, str | None]:
 
 def connect(uri: str | None) -> tuple[str, str | None]:
     """Points MLflow at ``uri`` (or the embedded store) and checks it answers."""
-    from mlflow.tracking import MlflowClient
-
     import mlflow
+    from mlflow.tracking import MlflowClient
 
     uri, artifact_location = resolve_uri(uri)
     if uri.startswith(("http://", "https://")):
@@ -122,6 +124,7 @@ class MlflowTracker:
         self.run_id = run_id
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
+        self._last_step: dict[str, int] = {}
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
@@ -134,7 +137,12 @@ class MlflowTracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        items = []
+        for k, v in metrics.items():
+            # A final value (no step) lands on the curve's last point, not back at step 0.
+            at = self._last_step.get(k, 0) if step is None else step
+            self._last_step[k] = max(at, self._last_step.get(k, 0))
+            items.append(Metric(k, float(v), now, at))
         self.client.log_batch(self.run_id, metrics=items)
 
     def log_artifact(self, path, artifact_path: str | None = None) -> None:
