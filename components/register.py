@@ -1,0 +1,142 @@
+"""The register component: log the served model, register a version, move the aliases.
+
+Every new version gets ``@challenger``. ``@champion`` moves only when the blessing says so
+*and* the champion is still the version the blessing was decided against: if another run
+promoted a model in between, this one was never compared with it, so it does not take over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+
+from components.base import (
+    BLESSING,
+    EXAMPLES,
+    MODEL,
+    REGISTRATION,
+    ComponentError,
+    Context,
+    component,
+    param,
+)
+from components.evaluate import BLESSING_FILE
+from components.evaluate.component import current_champion
+from components.serving import (
+    CHALLENGER,
+    CHAMPION,
+    lineage_tags,
+    log_serving_model,
+    serving_model_for,
+    tracking,
+)
+
+REGISTRATION_FILE = "registration.json"
+
+
+@dataclass(frozen=True)
+class RegisterParams:
+    """Resolved ``register:`` section."""
+
+    description: str = param("", help="text for every new model version")
+    await_registration_s: int = param(
+        300, help="how long to wait for the version to become READY", min=1
+    )
+
+
+@contextlib.contextmanager
+def step_run(run_id: str | None):
+    """Makes the step's MLflow run the active one (fluent ``log_model`` logs there)."""
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is not None and run_id in (None, active.info.run_id):
+        yield active
+        return
+    with mlflow.start_run(run_id=run_id, nested=active is not None) as run:
+        yield run
+
+
+def read_blessing(ctx: Context) -> dict:
+    path = ctx.inputs["blessing"].path / BLESSING_FILE
+    if not path.exists():
+        raise ComponentError(f"{path} is missing: wire register to the evaluate step's blessing")
+    return json.loads(path.read_text())
+
+
+def promote(client, name: str, version: str, blessing: dict) -> tuple[bool, str]:
+    """Moves @champion to ``version`` when blessed and the champion did not change meanwhile."""
+    if not blessing["blessed"]:
+        return False, "not blessed: champion unchanged"
+    compared = (blessing.get("champion") or {}).get("version")
+    current = current_champion(name)
+    now = str(current.version) if current is not None else None
+    if now != compared:
+        return False, (
+            f"champion moved from {compared or 'none'} to {now} after evaluation; this version "
+            "was not compared with it, so it stays challenger (re-run evaluate to compare)"
+        )
+    client.set_registered_model_alias(name, CHAMPION, version)
+    return True, f"blessed: champion -> version {version}"
+
+
+@component(
+    name="register",
+    inputs={"model": MODEL, "examples": EXAMPLES, "blessing": BLESSING},
+    outputs={"registration": REGISTRATION},
+    params=RegisterParams,
+)
+def register(ctx: Context) -> None:
+    """Logs the served model to the step's run and registers it under pipeline.model_name."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    name = ctx.pipeline.get("model_name")
+    if not name:
+        raise ComponentError("pipeline.model_name is not set; name the registered model there")
+    blessing = read_blessing(ctx)
+    examples = ctx.inputs["examples"]
+    serving = serving_model_for(ctx.inputs["model"], examples)
+    tags = lineage_tags(ctx.pipeline, examples.fingerprint, blessing["blessed"])
+    tags["convflow.blessing"] = "; ".join(blessing.get("reasons", []))[:5000]
+
+    with tracking(ctx.pipeline.get("tracking_uri")):
+        with step_run(ctx.tracker.run_id):
+            info = log_serving_model(serving, examples.properties["class_names"])
+        mv = mlflow.register_model(
+            info.model_uri,
+            name,
+            await_registration_for=ctx.params.await_registration_s,
+            tags=tags,
+        )
+        client = MlflowClient()
+        if ctx.params.description:
+            client.update_model_version(name, mv.version, description=ctx.params.description)
+        client.set_registered_model_alias(name, CHALLENGER, mv.version)
+        promoted, reason = promote(client, name, str(mv.version), blessing)
+        client.set_model_version_tag(name, mv.version, "convflow.promotion", reason)
+        aliases = [CHALLENGER, *([CHAMPION] if promoted else [])]
+        registry_uri = mlflow.get_registry_uri()
+
+    record = {
+        "model_name": name,
+        "version": str(mv.version),
+        "model_uri": f"models:/{name}/{mv.version}",
+        "logged_model_uri": info.model_uri,
+        "aliases": aliases,
+        "blessed": bool(blessing["blessed"]),
+        "promoted": promoted,
+        "reason": reason,
+        "registry_uri": registry_uri,
+        "tags": tags,
+    }
+    out = ctx.outputs["registration"].path / REGISTRATION_FILE
+    out.write_text(json.dumps(record, indent=1))
+    ctx.tracker.log_artifact(out)
+    ctx.tracker.set_tags({"registered_version": str(mv.version), "promoted": str(promoted)})
+    ctx.log_metrics({"registered_version": float(mv.version), "promoted": float(promoted)})
+    ctx.outputs["registration"].properties.update(
+        {k: record[k] for k in ("model_name", "version", "model_uri", "aliases", "promoted")}
+    )
+    print(f"register: {name} version {mv.version} -> @{', @'.join(aliases)} ({reason})")

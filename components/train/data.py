@@ -1,0 +1,176 @@
+"""The training input: tf.data from the preprocessed TFRecords, plus augmentation.
+
+The order of every epoch depends only on (seed, epoch): each epoch is its own seeded shuffle
+of the cached split, chained with ``flat_map``. A run resumed at epoch k therefore sees
+exactly the batches an uninterrupted run would have seen from epoch k on.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from components.base import Artifact, ComponentError
+from components.examples import dataset
+from components.train.params import AugmentParams, TrainParams
+
+AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing tensorflow at module load
+
+
+def split_count(artifact: Artifact, split: str) -> int:
+    return int(artifact.properties.get("splits", {}).get(split, {}).get("count", 0))
+
+
+def split_bytes(artifact: Artifact, split: str) -> int:
+    shape = artifact.properties.get("image_shape") or [0]
+    itemsize = np.dtype(artifact.properties["dtype"]).itemsize
+    return split_count(artifact, split) * int(np.prod(shape)) * itemsize
+
+
+def check_examples(artifact: Artifact) -> tuple[tuple[int, int, int], int]:
+    """(image shape, number of classes); a clear error for inputs training cannot use."""
+    props = artifact.properties
+    if props.get("dtype") != "float32" or not props.get("image_shape"):
+        raise ComponentError(
+            f"train needs preprocessed Examples (float32, one image_shape); {artifact.uri} has "
+            f"dtype={props.get('dtype')!r}, image_shape={props.get('image_shape')!r}: "
+            "wire train to the preprocess step"
+        )
+    if split_count(artifact, "train") == 0:
+        raise ComponentError(f"{artifact.uri} has an empty 'train' split; nothing to train on")
+    return tuple(props["image_shape"]), int(props["num_classes"])
+
+
+def labelled(artifact: Artifact, split: str, num_classes: int, cache_limit_mb: int):
+    """(image, one-hot label) pairs, cached in memory when the split fits the limit.
+
+    Labels are one-hot so label smoothing, MixUp and CutMix all see the same format.
+    """
+    import tensorflow as tf
+
+    ds = dataset(artifact, split).map(
+        lambda x, y: (x, tf.one_hot(y, num_classes, dtype=tf.float32)),
+        num_parallel_calls=AUTOTUNE,
+    )
+    if split_bytes(artifact, split) <= cache_limit_mb * 2**20:
+        ds = ds.cache()
+    return ds
+
+
+def steps_per_epoch(count: int, batch_size: int) -> int:
+    return max(1, math.ceil(count / batch_size))
+
+
+def train_dataset(artifact: Artifact, params: TrainParams, num_classes: int, initial_epoch: int):
+    """Batches for epochs ``initial_epoch .. params.epochs-1``, shuffled per (seed, epoch)."""
+    import tensorflow as tf
+
+    base = labelled(artifact, "train", num_classes, params.cache_limit_mb)
+    buffer = min(params.shuffle_buffer, split_count(artifact, "train"))
+
+    def epoch(e):
+        seed = tf.cast(params.seed, tf.int64) * 100_003 + e
+        return base.shuffle(buffer, seed=seed, reshuffle_each_iteration=False).batch(
+            params.batch_size
+        )
+
+    ds = tf.data.Dataset.range(initial_epoch, params.epochs).flat_map(epoch)
+    # TFRecord files have unknown length; stating it lets Keras keep one iterator across
+    # epochs (so epoch k really gets shuffle k) and size its progress bar.
+    steps = steps_per_epoch(split_count(artifact, "train"), params.batch_size)
+    ds = ds.apply(tf.data.experimental.assert_cardinality((params.epochs - initial_epoch) * steps))
+    augment = build_augmentation(params.augment, params.seed, artifact)
+    if augment is not None:
+        ds = ds.map(augment, num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)
+
+
+def eval_dataset(artifact: Artifact, split: str, num_classes: int, batch_size: int, cache_mb=0):
+    import tensorflow as tf
+
+    steps = steps_per_epoch(split_count(artifact, split), batch_size)
+    return (
+        labelled(artifact, split, num_classes, cache_mb)
+        .batch(batch_size)
+        .apply(tf.data.experimental.assert_cardinality(steps))
+        .prefetch(AUTOTUNE)
+    )
+
+
+def _value_range(artifact: Artifact) -> tuple[float, float]:
+    # RandAugment and RandomErasing assume a pixel range; preprocessed images are contrast-
+    # normalized floats, so the range is read from the data (first 1024 training images).
+    images = next(iter(dataset(artifact, "train").batch(1024)))[0].numpy()
+    return float(images.min()), float(images.max())
+
+
+def build_augmentation(cfg: AugmentParams, seed: int, artifact: Artifact):
+    """A batch-level ``(images, labels) -> (images, labels)`` function, or None when off.
+
+    Layers are float32 whatever the global dtype policy: augmentation is input work, and
+    half-precision images would only lose pixel detail before the model casts them anyway.
+    """
+    if not cfg.enabled:
+        return None
+    import keras
+    import tensorflow as tf
+
+    height, width, _ = artifact.properties["image_shape"]
+    kw = {"dtype": "float32"}
+    image_layers = []
+    if cfg.flip != "none":
+        image_layers.append(keras.layers.RandomFlip(cfg.flip, seed=seed, **kw))
+    if cfg.crop_padding:
+        image_layers.append(keras.layers.ZeroPadding2D(cfg.crop_padding, **kw))
+        image_layers.append(keras.layers.RandomCrop(height, width, seed=seed + 1, **kw))
+    if cfg.translation:
+        image_layers.append(
+            keras.layers.RandomTranslation(
+                cfg.translation, cfg.translation, fill_mode="constant", seed=seed + 2, **kw
+            )
+        )
+    value_range = _value_range(artifact) if cfg.rand_augment or cfg.erasing_probability else None
+    if cfg.rand_augment:
+        image_layers.append(
+            keras.layers.RandAugment(
+                value_range=value_range,
+                num_ops=cfg.rand_augment_ops,
+                factor=cfg.rand_augment_magnitude,
+                seed=seed + 3,
+                **kw,
+            )
+        )
+    if cfg.erasing_probability:
+        p = cfg.erasing_probability
+        image_layers.append(
+            keras.layers.RandomErasing(
+                factor=(p, p), fill_value=0.0, value_range=value_range, seed=seed + 4, **kw
+            )
+        )
+    mixers = []
+    if cfg.mixup_alpha:
+        mixers.append(keras.layers.MixUp(alpha=cfg.mixup_alpha, seed=seed + 5, **kw))
+    if cfg.cutmix_alpha:
+        mixers.append(keras.layers.CutMix(factor=cfg.cutmix_alpha, seed=seed + 6, **kw))
+
+    def mix(images, labels):
+        # With both enabled each batch gets one of them (as in timm), picked by a coin flip.
+        outs = [m({"images": images, "labels": labels}, training=True) for m in mixers]
+        if len(outs) == 1:
+            return outs[0]["images"], outs[0]["labels"]
+        coin = tf.random.uniform([], seed=seed + 7) < 0.5
+        return (
+            tf.where(coin, outs[0]["images"], outs[1]["images"]),
+            tf.where(coin, outs[0]["labels"], outs[1]["labels"]),
+        )
+
+    def augment(images, labels):
+        for layer in image_layers:
+            images = layer(images, training=True)
+        images = tf.ensure_shape(images, [None, height, width, None])
+        if mixers:
+            images, labels = mix(images, labels)
+        return images, labels
+
+    return augment

@@ -1,0 +1,103 @@
+"""The ``train:`` config section: optimizer, schedule, regularization, augmentation, runtime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from components.base import param
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "step", "cosine")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
+FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """Training-split augmentation, built from Keras core preprocessing layers.
+
+    Every transform is off at its default, so the default pipeline trains on the data as-is.
+    """
+
+    flip: str = param("none", help="random flip direction", choices=FLIPS)
+    translation: float = param(
+        0.0, help="max random shift as a fraction of height/width", min=0.0, max=0.5
+    )
+    crop_padding: int = param(
+        0,
+        help="zero-pad by this many pixels, then random-crop back (Krizhevsky 2012)",
+        min=0,
+        max=64,
+    )
+    rand_augment: bool = param(False, help="RandAugment (Cubuk et al. 2020)")
+    rand_augment_ops: int = param(2, help="RandAugment ops per image", min=1, max=10)
+    rand_augment_magnitude: float = param(
+        0.5, help="RandAugment magnitude in [0, 1]", min=0.0, max=1.0
+    )
+    mixup_alpha: float = param(0.0, help="MixUp Beta(α, α); 0 = off (Zhang et al. 2018)", min=0.0)
+    cutmix_alpha: float = param(0.0, help="CutMix Beta(α, α); 0 = off (Yun et al. 2019)", min=0.0)
+    erasing_probability: float = param(
+        0.0, help="RandomErasing probability; 0 = off (Zhong et al. 2020)", min=0.0, max=1.0
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return any(
+            (
+                self.flip != "none",
+                self.translation > 0,
+                self.crop_padding > 0,
+                self.rand_augment,
+                self.mixup_alpha > 0,
+                self.cutmix_alpha > 0,
+                self.erasing_probability > 0,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class EarlyStoppingParams:
+    """Stops when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
+
+    patience: int = param(0, help="epochs without improvement; 0 = off", min=0)
+    monitor: str = param("val_loss", help="metric to watch, e.g. val_loss or val_accuracy")
+    min_delta: float = param(0.0, help="smallest change that counts as improvement", min=0.0)
+    restore_best: bool = param(True, help="end with the weights of the best epoch")
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Resolved ``train:`` section. Defaults train LeNet-5 on Fashion-MNIST to ≥ 0.90 fast."""
+
+    model: str = param("lenet5", help="model zoo name (see `convflow models`)")
+    model_kwargs: dict[str, Any] = param(
+        help="extra builder kwargs for the zoo model", default_factory=dict
+    )
+    epochs: int = param(10, help="training epochs", min=1, max=10_000)
+    batch_size: int = param(128, help="global batch size", min=1, max=65_536)
+    optimizer: str = param("adam", help="optimizer", choices=OPTIMIZERS)
+    learning_rate: float = param(2e-3, help="peak learning rate", min_exclusive=0.0, max=10.0)
+    momentum: float = param(0.9, help="SGD momentum (Nesterov)", min=0.0, max=0.999)
+    weight_decay: float = param(0.0, help="decoupled weight decay", min=0.0, max=1.0)
+    schedule: str = param("cosine", help="learning-rate schedule", choices=SCHEDULES)
+    warmup_epochs: float = param(0.0, help="linear warm-up length in epochs", min=0.0)
+    step_every_epochs: int = param(10, help="step schedule: epochs between decays", min=1)
+    step_factor: float = param(0.1, help="step schedule: multiply by this", min=0.0, max=1.0)
+    min_learning_rate_ratio: float = param(
+        0.0, help="cosine floor as a fraction of the peak", min=0.0, max=1.0
+    )
+    label_smoothing: float = param(0.0, help="label smoothing (Szegedy 2016)", min=0.0, max=0.5)
+    augment: AugmentParams = field(default_factory=AugmentParams)
+    early_stopping: EarlyStoppingParams = field(default_factory=EarlyStoppingParams)
+    precision: str = param("auto", help="dtype policy; auto picks per device", choices=PRECISIONS)
+    strategy: str = param("default", help="tf.distribute strategy", choices=STRATEGIES)
+    seed: int = param(42, help="seed for weights, shuffling and augmentation", min=0)
+    deterministic: bool = param(False, help="turn on TF op determinism (slower)")
+    shuffle_buffer: int = param(
+        60_000, help="shuffle buffer; ≥ split size is a full shuffle", min=1
+    )
+    cache_limit_mb: int = param(
+        2048, help="cache the decoded split in memory when it is at most this large", min=0
+    )

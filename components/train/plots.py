@@ -1,0 +1,80 @@
+"""Training figures: loss/accuracy curves and the learned first-layer kernels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display on a pipeline worker
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def training_curves(history: dict[str, list[float]], path: Path) -> Path:
+    """One panel per metric (loss, accuracy, ...), train and validation overlaid."""
+    plt = _pyplot()
+    names = [k for k in history if not k.startswith("val_") and k not in ("epoch_seconds",)]
+    names = [k for k in names if k != "learning_rate"]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        epochs = np.arange(1, len(history[name]) + 1)
+        ax.plot(epochs, history[name], marker="o", label="train")
+        if f"val_{name}" in history:
+            ax.plot(epochs, history[f"val_{name}"], marker="o", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def first_layer_kernels(model, path: Path) -> Path | None:
+    """The first Conv2D's kernels as a grid of small images (input channels averaged).
+
+    Zeiler & Fergus 2014 read first-layer filters this way: trained ones look like oriented
+    edge and blob detectors; noise means training went wrong. None when there is no Conv2D.
+    """
+    import keras
+
+    conv = next((layer for layer in _walk(model) if isinstance(layer, keras.layers.Conv2D)), None)
+    if conv is None:
+        return None
+    kernel = np.asarray(keras.ops.convert_to_numpy(conv.kernel), dtype=np.float32)
+    kernel = kernel.mean(axis=2)  # (kh, kw, filters)
+    n = kernel.shape[-1]
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    plt = _pyplot()
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.2), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            k = kernel[..., i]
+            ax.imshow((k - k.min()) / (np.ptp(k) + 1e-8), cmap="gray", interpolation="nearest")
+    fig.suptitle(f"{conv.name}: {n} kernels {kernel.shape[0]}×{kernel.shape[1]}")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _walk(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _walk(layer)
+
+
+def model_summary(model, path: Path) -> Path:
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, **_: lines.append(line), line_length=110)
+    path.write_text("\n".join(lines) + "\n")
+    return path

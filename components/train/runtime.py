@@ -1,0 +1,81 @@
+"""Where training runs: dtype policy (mixed precision), distribution strategy, seeding."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from components.base import ComponentError
+
+# CPU flags that make bfloat16 matmuls/convolutions native (oneDNN uses them); without
+# them bfloat16 is emulated and slower than float32.
+_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_supports_bfloat16(cpuinfo: str | None = None) -> bool:
+    """True when the CPU has native bfloat16 arithmetic (Intel AVX512-BF16 or AMX)."""
+    if cpuinfo is None:
+        path = Path("/proc/cpuinfo")
+        cpuinfo = path.read_text() if path.exists() else ""
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    return any(f in flags for f in _BF16_FLAGS)
+
+
+def resolve_precision(precision: str, has_gpu: bool | None = None) -> str:
+    """``auto`` -> mixed_float16 on GPU, mixed_bfloat16 on a bf16 CPU, float32 otherwise.
+
+    Micikevicius et al. 2018 ("Mixed Precision Training"): half-precision compute with
+    float32 master weights; float16 needs loss scaling, bfloat16 (same exponent range as
+    float32) does not.
+    """
+    if precision != "auto":
+        return precision
+    if has_gpu is None:
+        import tensorflow as tf
+
+        has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    if has_gpu:
+        return "mixed_float16"
+    return "mixed_bfloat16" if cpu_supports_bfloat16() else "float32"
+
+
+@contextlib.contextmanager
+def dtype_policy(policy: str):
+    """Sets Keras's global dtype policy for the models built inside, then restores it."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def make_strategy(name: str):
+    """The tf.distribute strategy for ``name`` (default = the current/no-op strategy)."""
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker_mirrored":
+        # Reads the cluster from TF_CONFIG; a lone worker is a valid (1-worker) cluster.
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ComponentError(
+        f"train.strategy={name!r} is unknown; use default, mirrored or multi_worker_mirrored"
+    )
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seeds Python, NumPy and TF; optionally makes TF ops deterministic (process-wide)."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
