@@ -34,7 +34,8 @@ setup(
         # The CUDA build for GPU machines: `pip install -e .[gpu]` after uninstalling
         # tensorflow-cpu (pip cannot swap one distribution for another by extras alone).
         "gpu": [f"tensorflow[and-cuda]=={TENSORFLOW}"],
-        "dev": ["pytest>=8", "ruff>=0.6"],
+        # torch: the second Keras backend the zoo is tested on (a CPU wheel, no CUDA).
+        "dev": ["pytest>=8", "ruff>=0.6", "torch==2.13.0"],
     },
     entry_points={"console_scripts": ["convflow=pipelines.cli:main"]},
 )
