@@ -287,6 +287,32 @@ def get(spec):
     raise TypeError(f"initializer spec must be None, a str, a dict or an Initializer; got {spec!r}")
 
 
+def first_conv(model):
+    """The model's first convolution with a 2-D kernel (kh, kw, in, out), by layer order."""
+    for layer in model.layers:
+        kernel = getattr(layer, "kernel", None)
+        if kernel is not None and len(kernel.shape) == 4 and "conv" in type(layer).__name__.lower():
+            return layer
+    raise ValueError(f"{model.name} has no 2-D convolution to initialize")
+
+
+def init_first_conv(model, spec, trainable: bool = True):
+    """Sets ``model``'s first convolution kernel from ``spec`` (see :func:`get`).
+
+    This is how any zoo model starts from hand-designed or k-means kernels without its
+    builder knowing: ``init_first_conv(build("resnet20", ...), {"name": "gabor"})``.
+    Freezing (``trainable=False``) must happen before compile.
+
+    Returns:
+        The initialized layer.
+    """
+    layer = first_conv(model)
+    initializer = get(spec)
+    layer.kernel.assign(initializer(tuple(layer.kernel.shape), dtype=layer.kernel.dtype))
+    layer.trainable = trainable
+    return layer
+
+
 def stem_kernel_initializer(spec, default="glorot_uniform"):
     """What a builder passes as its first convolution's ``kernel_initializer``."""
     return get(spec) or default

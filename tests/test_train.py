@@ -198,3 +198,37 @@ def test_distribution_strategies_train_on_one_host(examples, tmp_path, strategy)
     ctx = run_train(examples, tmp_path, params)
     assert ctx.outputs["model"].properties["strategy"] == strategy
     assert ctx.metrics["epochs_run"] == 1 and np.isfinite(ctx.metrics["val_loss"])
+
+
+def test_first_layer_from_kmeans_kernels_stays_frozen(examples, tmp_path):
+    # The lecture's "kernels without supervised training": k-means centroids of whitened
+    # patches of the training images, kept fixed while the rest of the network trains.
+    import keras
+
+    from models.initializers import first_conv
+
+    params = replace(
+        PARAMS, epochs=1, first_layer_init={"name": "kmeans", "seed": 0}, freeze_first_layer=True
+    )
+    ctx = run_train(examples, tmp_path, params)
+    model = keras.saving.load_model(Path(ctx.outputs["model"].uri) / "model.keras")
+    kernel = np.asarray(first_conv(model).kernel)
+    assert not first_conv(model).trainable
+    # Spherical k-means centroids, whitening folded in: no two output kernels are equal, and
+    # re-learning them from the same images with the same seed gives the same kernels.
+    from components.examples import read_split
+    from models.initializers import get
+
+    again = np.asarray(
+        get({"name": "kmeans", "seed": 0, "patches_from": read_split(examples, "train")[0][:5000]})(
+            kernel.shape
+        )
+    )
+    np.testing.assert_allclose(kernel, again, rtol=1e-5, atol=1e-6)
+    assert len({kernel[..., o].tobytes() for o in range(kernel.shape[-1])}) == kernel.shape[-1]
+
+
+def test_unknown_first_layer_init_is_one_clear_error(examples, tmp_path):
+    params = replace(PARAMS, epochs=1, first_layer_init={"name": "nope"})
+    with pytest.raises(ComponentError, match=r"train.first_layer_init=\{'name': 'nope'\}: Unknown"):
+        run_train(examples, tmp_path, params)

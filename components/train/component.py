@@ -49,7 +49,21 @@ def _check_monitor(p: TrainParams, has_validation: bool) -> TrainParams:
     return p
 
 
-def _compiled_model(p, input_shape, num_classes, steps, state, ckpt_dir):
+def _init_first_layer(model, p: TrainParams, examples) -> None:
+    from components.examples import read_split
+    from models.initializers import init_first_conv
+
+    spec = dict(p.first_layer_init)
+    if spec.get("name") == "kmeans" and "patches_from" not in spec:
+        # Coates & Ng 2011 learn the centroids from the training images themselves.
+        spec["patches_from"] = read_split(examples, "train")[0][:5000]
+    try:
+        init_first_conv(model, spec, trainable=not p.freeze_first_layer)
+    except (ValueError, TypeError) as e:
+        raise ComponentError(f"train.first_layer_init={p.first_layer_init}: {e}") from None
+
+
+def _compiled_model(p, input_shape, num_classes, steps, state, ckpt_dir, examples):
     import keras
 
     from components.train import optim
@@ -58,6 +72,8 @@ def _compiled_model(p, input_shape, num_classes, steps, state, ckpt_dir):
         # The checkpoint holds weights, optimizer slots, step counter and seed states.
         return keras.saving.load_model(ckpt_dir / state["file"])
     model = build_network(p, input_shape, num_classes)
+    if p.first_layer_init is not None:
+        _init_first_layer(model, p, examples)
     model.compile(
         optimizer=optim.make_optimizer(p, steps),
         loss=optim.make_loss(p),
@@ -94,7 +110,7 @@ def train(ctx: Context) -> None:
         ctx.log_metrics(logs, step=epoch + 1)
 
     with runtime.dtype_policy(precision), strategy.scope():
-        model = _compiled_model(p, input_shape, num_classes, steps, state, ckpt_dir)
+        model = _compiled_model(p, input_shape, num_classes, steps, state, ckpt_dir, examples)
         checkpoint = EpochCheckpoint(ckpt_dir, p.early_stopping, state, on_epoch=log_epoch)
         fit_seconds = 0.0
         if initial_epoch < p.epochs and not checkpoint.stopped:

@@ -101,3 +101,9 @@ class TrainParams:
     cache_limit_mb: int = param(
         2048, help="cache the decoded split in memory when it is at most this large", min=0
     )
+    # Kernels obtained without supervised training (lecture: "Obtaining kernels without
+    # supervised training"): e.g. {name: gabor}, {name: sobel}, {name: kmeans}.
+    first_layer_init: dict[str, Any] | None = param(
+        None, help="initializer spec for the first convolution (models.initializers.get)"
+    )
+    freeze_first_layer: bool = param(False, help="keep the first convolution's kernel fixed")
