@@ -1,12 +1,24 @@
-"""Imports every family module in ``models/`` so their ``@register`` calls run."""
+"""Imports every family module so their ``@register`` calls run.
 
-import importlib
-import pkgutil
+The imports are spelled out (not discovered) so that the pipeline's cache keys, which
+follow import statements, see every family a model may come from: editing
+models/lenet.py re-runs the train step that builds a LeNet.
+"""
 
-import models
-
-_NOT_FAMILIES = {"registry", "zoo", "layers"}
-
-for _info in pkgutil.iter_modules(models.__path__):
-    if _info.name not in _NOT_FAMILIES and not _info.name.startswith("_"):
-        importlib.import_module(f"models.{_info.name}")
+from models import (  # noqa: F401
+    alexnet,
+    audio,
+    deconvnet,
+    densenet,
+    dilated,
+    fcn,
+    googlenet,
+    lenet,
+    resnet,
+    segnet,
+    unet,
+    vgg,
+    volumetric,
+    yolo,
+    yolov8,
+)

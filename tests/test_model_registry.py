@@ -125,3 +125,20 @@ def test_describe_lists_every_model_with_its_parameter_count():
     assert lenet["paper"].startswith("LeCun et al. 1998")
     assert (resnet20["params"], resnet20["kind"]) == (271_098, "classification")
     assert all(row["input_sizes"] for row in rows)
+
+
+def test_zoo_imports_every_family_that_registers_models():
+    # models/zoo.py lists the family modules by hand (so cache keys can follow the imports);
+    # a new family file that registers models must be added there.
+    import ast
+    from pathlib import Path
+
+    root = Path(models.__file__).parent
+    registering = {
+        p.stem
+        for p in root.glob("*.py")
+        if p.stem not in {"registry", "zoo", "__init__"} and "register(" in p.read_text()
+    }
+    tree = ast.parse((root / "zoo.py").read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert registering and registering <= imported

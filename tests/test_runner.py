@@ -252,3 +252,13 @@ def test_dag_order_select_and_wiring_errors():
         p.add(b, Params(), name="loose")
     with pytest.raises(PipelineError, match="unknown step 'nope'"):
         p.select(from_step="nope")
+
+
+def test_train_cache_key_sees_the_model_zoo_sources():
+    # The train step builds models by name through the registry; the family modules must
+    # still be part of its source closure, or editing a model would leave a stale cache.
+    from pipelines.cache import source_closure
+
+    modules = {name for name, _ in source_closure("components.train.component")}
+    assert {"models.lenet", "models.resnet", "models.layers.tiled", "models.common"} <= modules
+    assert "components.ingest.component" not in modules
