@@ -173,15 +173,26 @@ class Component:
     inputs: Mapping[str, str]
     outputs: Mapping[str, str]
     params_cls: type
+    key_facts: tuple[str, ...] = ()
 
     def __call__(self, ctx: Context) -> None:
         return self.fn(ctx)
 
 
 def component(
-    *, name: str, inputs: Mapping[str, str], outputs: Mapping[str, str], params: type
+    *,
+    name: str,
+    inputs: Mapping[str, str],
+    outputs: Mapping[str, str],
+    params: type,
+    key_facts: tuple[str, ...] = (),
 ) -> Callable[[Callable[[Context], None]], Component]:
-    """Declares a component: ``@component(name=..., inputs=..., outputs=..., params=...)``."""
+    """Declares a component: ``@component(name=..., inputs=..., outputs=..., params=...)``.
+
+    ``key_facts`` names the ``Context.pipeline`` facts the step's result depends on (e.g.
+    ``("model_name", "tracking_uri")`` for a step that talks to the registry); they join its
+    cache key, so pointing the run at another registry re-runs it.
+    """
     for kind in [*inputs.values(), *outputs.values()]:
         if kind not in ARTIFACT_TYPES:
             raise TypeError(f"{name}: unknown artifact type {kind!r}; expected {ARTIFACT_TYPES}")
@@ -189,6 +200,6 @@ def component(
         raise TypeError(f"{name}: params must be a frozen dataclass, got {params!r}")
 
     def wrap(fn: Callable[[Context], None]) -> Component:
-        return Component(name, fn, dict(inputs), dict(outputs), params)
+        return Component(name, fn, dict(inputs), dict(outputs), params, tuple(key_facts))
 
     return wrap

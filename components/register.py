@@ -86,6 +86,7 @@ def promote(client, name: str, version: str, blessing: dict) -> tuple[bool, str]
     inputs={"model": MODEL, "examples": EXAMPLES, "blessing": BLESSING},
     outputs={"registration": REGISTRATION},
     params=RegisterParams,
+    key_facts=("model_name", "tracking_uri"),
 )
 def register(ctx: Context) -> None:
     """Logs the served model to the step's run and registers it under pipeline.model_name."""

@@ -235,10 +235,6 @@ def predict(
     return 1 if failed else 0
 
 
-def default_model_uri(model_name: str, alias: str = CHAMPION) -> str:
-    return f"models:/{model_name}@{alias}"
-
-
 def lineage_tags(pipeline: Mapping[str, Any], examples_fingerprint: str, blessed: bool) -> dict:
     """Version tags that say where a registered model came from."""
     return {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import keras
 from keras import layers
 
 POOLINGS = (None, "avg", "max")
@@ -50,10 +49,6 @@ def classifier_head(x, num_classes, include_top, pooling, classifier_activation,
     if pooling == "max":
         return layers.GlobalMaxPooling2D(name="max_pool")(x)
     return x
-
-
-def functional(inputs, outputs, name):
-    return keras.Model(inputs, outputs, name=name)
 
 
 def check_choice(value, choices, what):

@@ -116,8 +116,10 @@ def step_key(
     params: Any,
     input_fingerprints: Mapping[str, str],
     versions: Mapping[str, str],
+    facts: Mapping[str, Any] | None = None,
 ) -> str:
     payload = {
+        "facts": dict(sorted((facts or {}).items())),
         "component": component_name,
         "code": source_closure(module),
         "params": params,

@@ -53,6 +53,9 @@ def _cmd_run(args) -> int:
     except (PipelineError, StoreLockedError, TrackingUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE if isinstance(e, PipelineError) else EXIT_FAILED
+    except OSError as e:  # e.g. an artifact root that cannot be created or written
+        print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_USAGE
     except Exception as e:
         if type(e).__module__.startswith(("mlflow", "requests", "urllib3")):
             print(
@@ -91,15 +94,12 @@ DEFAULT_MODEL_URI = "models:/fashion_mnist_lenet@champion"
 
 
 def _cmd_predict(args) -> int:
-    import mlflow
-
-    from components.serving import predict
+    from components.serving import predict, tracking
     from pipelines.tracking import resolve_uri
 
     uri, _ = resolve_uri(args.tracking_uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return predict(args.model or DEFAULT_MODEL_URI, args.images)
+    with tracking(uri):
+        return predict(args.model or DEFAULT_MODEL_URI, args.images)
 
 
 def parser() -> argparse.ArgumentParser:

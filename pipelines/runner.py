@@ -9,7 +9,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from components.base import ComponentError, Context, OutputArtifact
 from pipelines import tracking
@@ -61,10 +61,11 @@ def git_commit() -> str:
     return f"{sha}-dirty" if dirty else sha
 
 
-def run(pipeline: Pipeline, cfg: Config, opts: RunOptions, out: TextIO = sys.stdout):
+def run(pipeline: Pipeline, cfg: Config, opts: RunOptions, out: TextIO | None = None):
     """Runs the selected steps of ``pipeline``; returns (results, parent MLflow run id)."""
     import mlflow
 
+    out = out or sys.stdout
     selected = pipeline.select(opts.from_step, opts.to_step)
     source_closure.cache_clear()  # sources may have changed since the last run in this process
     forced = set(selected) if opts.force else set()
@@ -137,6 +138,7 @@ def _run_steps(pipeline, cfg, opts, store, selected, forced, facts, versions):
             step.params,
             {k: a.fingerprint for k, a in inputs.items()},
             versions,
+            {f: facts[f] for f in step.component.key_facts},
         )
         if name not in selected:  # upstream of --from: must already exist
             if not store.is_published(name, key):
@@ -154,6 +156,8 @@ def _run_steps(pipeline, cfg, opts, store, selected, forced, facts, versions):
         result, outputs = _execute(store, step, key, inputs, facts, opts)
         results.append(result)
         if result.status == FAILED:
+            done = {r.name for r in results}
+            results += [StepResult(n, NOT_RUN) for n in pipeline.order() if n not in done]
             break
         published[name] = outputs
     return results
@@ -191,26 +195,27 @@ def _record_hit(store, step, key) -> StepResult:
 def _execute(store, step, key, inputs, facts, opts) -> tuple[StepResult, dict]:
     import mlflow
 
-    tmp = store.begin(step.name, key)
-    outputs = {}
-    for oname, otype in step.component.outputs.items():
-        (tmp / oname).mkdir()
-        outputs[oname] = OutputArtifact(str(tmp / oname), otype)
-    work_dir = store.work_dir(step.name, key)
-    work_dir.mkdir(parents=True, exist_ok=True)
     run = _nested_run(step, key, "miss")
-    ctx = Context(
-        params=step.params,
-        inputs=inputs,
-        outputs=outputs,
-        work_dir=work_dir,
-        tracker=tracking.MlflowTracker(run.info.run_id, facts["tracking_uri"]),
-        pipeline={**facts, "step_run_id": run.info.run_id},
-        show_progress=opts.show_progress,
-    )
     print(f"▶ {step.name}: running (key {key[:12]})", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
+    tmp = None
     try:
+        tmp = store.begin(step.name, key)
+        outputs = {}
+        for oname, otype in step.component.outputs.items():
+            (tmp / oname).mkdir()
+            outputs[oname] = OutputArtifact(str(tmp / oname), otype)
+        work_dir = store.work_dir(step.name, key)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        ctx = Context(
+            params=step.params,
+            inputs=inputs,
+            outputs=outputs,
+            work_dir=work_dir,
+            tracker=tracking.MlflowTracker(run.info.run_id, facts["tracking_uri"]),
+            pipeline={**facts, "step_run_id": run.info.run_id},
+            show_progress=opts.show_progress,
+        )
         step.component(ctx)
         duration = time.perf_counter() - t0
         record = {
@@ -230,7 +235,8 @@ def _execute(store, step, key, inputs, facts, opts) -> tuple[StepResult, dict]:
         message = _one_line(step.name, e, store, facts["run_id"])
         mlflow.set_tag("error", message[:5000])
         mlflow.end_run(status="FAILED")
-        _discard(tmp)
+        if tmp is not None:
+            _discard(tmp)
         return StepResult(step.name, FAILED, time.perf_counter() - t0, key, message), {}
     mlflow.log_dict(store.record(step.name, key), "step.json")
     mlflow.end_run()
@@ -270,7 +276,3 @@ def print_summary(results: list[StepResult], out: TextIO) -> None:
     for r in results:
         if r.error:
             print(f"error: {r.error}", file=out)
-
-
-def summarize(results: list[StepResult]) -> dict[str, Any]:
-    return {r.name: r.status for r in results}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -78,10 +79,13 @@ class ArtifactStore:
             record: facts about the run (component, params, inputs, metrics, duration).
         """
         for name, out in outputs.items():
+            # Properties (class names, shapes, preprocessing settings) are content too.
+            props = json.dumps(out.properties, sort_keys=True, default=str)
+            files = fingerprint_dir(tmp / name)
             meta = {
                 "type": out.type,
                 "producer": f"{step}@{key[:16]}",
-                "fingerprint": fingerprint_dir(tmp / name),
+                "fingerprint": hashlib.sha256(f"{files}\0{props}".encode()).hexdigest(),
                 "properties": out.properties,
             }
             _write_json(tmp / name / ARTIFACT_FILE, meta)

@@ -30,7 +30,8 @@ def resolve_uri(uri: str | None) -> tuple[str, str | None]:
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
     if uri and uri.startswith("sqlite:///"):
         # Artifacts beside the database, not in MLflow's default ./mlruns of the cwd.
-        return uri, (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
+        db = Path(uri.removeprefix("sqlite:///")).absolute()
+        return uri, (db.parent / "mlartifacts").as_uri()
     if uri:
         return uri, None
     root = EMBEDDED_DIR.absolute()
@@ -44,6 +45,8 @@ def connect(uri: str | None) -> tuple[str, str | None]:
     from mlflow.tracking import MlflowClient
 
     uri, artifact_location = resolve_uri(uri)
+    # The summary table already names the run; MLflow's per-run "View run at" lines are noise.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     if uri.startswith(("http://", "https://")):
         for k, v in HTTP_DEFAULTS.items():
             os.environ.setdefault(k, v)

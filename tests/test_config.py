@@ -131,3 +131,19 @@ def test_validate_prints_the_resolved_config(capsys):
     assert main(["validate", DEFAULT, "--set", "ingest.seed=3"]) == 0
     out = capsys.readouterr().out
     assert "seed: 3" in out and "model_name: fashion_mnist_lenet" in out
+
+
+def test_exponent_floats_and_empty_sections_take_overrides(tmp_path):
+    path = write(tmp_path, "pipeline: {name: x}\ningest:\n")
+    cfg, _ = load_config(path, ["ingest.validation_fraction=5e-2", "ingest.seed=4"])
+    assert cfg["ingest"].validation_fraction == 0.05  # YAML 1.1 reads 5e-2 as a string
+    assert cfg["ingest"].seed == 4
+
+
+def test_unwritable_artifact_root_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code = main(["run", DEFAULT, "--artifact-root", str(blocker / "store"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err

@@ -262,3 +262,28 @@ def test_train_cache_key_sees_the_model_zoo_sources():
     modules = {name for name, _ in source_closure("components.train.component")}
     assert {"models.lenet", "models.resnet", "models.layers.tiled", "models.common"} <= modules
     assert "components.ingest.component" not in modules
+
+
+def test_artifact_properties_are_part_of_the_fingerprint(fake, fakeflow):
+    # Same bytes, other properties (say, renamed classes) must not look like the same input.
+    from components.base import OutputArtifact
+
+    store = ArtifactStore(Path(fake.root))
+    fingerprints = []
+    for value in (1, 2):
+        tmp = store.begin("probe", f"{value:064d}")
+        (tmp / "examples").mkdir()
+        (tmp / "examples" / "data.bin").write_bytes(b"same bytes")
+        out = OutputArtifact(str(tmp / "examples"), EXAMPLES, {"class_names": [f"c{value}"]})
+        art = store.publish("probe", f"{value:064d}", tmp, {"examples": out}, {})
+        fingerprints.append(art["examples"].fingerprint)
+    assert fingerprints[0] != fingerprints[1]
+
+
+def test_relative_sqlite_uri_keeps_artifacts_beside_the_db(tmp_path, monkeypatch):
+    from pipelines.tracking import resolve_uri
+
+    monkeypatch.chdir(tmp_path)
+    uri, artifacts = resolve_uri("sqlite:///sub/mlflow.db")
+    assert uri == "sqlite:///sub/mlflow.db"
+    assert artifacts == (tmp_path / "sub" / "mlartifacts").as_uri()

@@ -137,6 +137,7 @@ def evaluate_champion(model_name, images, labels, class_names, batch_size):
     inputs={"model": MODEL, "examples": EXAMPLES, "raw_examples": EXAMPLES},
     outputs={"evaluation": EVALUATION, "blessing": BLESSING},
     params=EvaluateParams,
+    key_facts=("model_name", "tracking_uri"),
 )
 def evaluate(ctx: Context) -> None:
     """Evaluates the trained model on ``evaluate.split`` and decides its blessing."""

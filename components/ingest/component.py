@@ -110,7 +110,7 @@ def ingest(ctx: Context) -> None:
         splits=entries,
         dtype="uint8",
         image_shape=list(next(iter(shapes))) if uniform else None,
-        channels=int(next(iter(splits.values()))[0][0].shape[-1]),
+        channels=next(int(im[0].shape[-1]) for im, _ in splits.values() if len(im)),
         class_names=names,
         num_classes=len(names),
         label_histogram=histogram,

@@ -69,7 +69,11 @@ def _compiled_model(p, input_shape, num_classes, steps, state, ckpt_dir, example
     from components.train import optim
 
     if state is not None:
-        # The checkpoint holds weights, optimizer slots, step counter and seed states.
+        # The checkpoint holds weights, optimizer slots, step counter and seed states. Its
+        # custom layers and initializers must be registered before it is deserialized.
+        import models.initializers
+        import models.zoo  # noqa: F401
+
         return keras.saving.load_model(ckpt_dir / state["file"])
     model = build_network(p, input_shape, num_classes)
     if p.first_layer_init is not None:
