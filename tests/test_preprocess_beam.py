@@ -11,9 +11,8 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from tensorflow.core.example import example_pb2
 
-from components.examples import decode, encode
+from components.examples import decode, encode, encode_batch
 from components.preprocess import beam_job
-from components.preprocess.records import encode_batch
 from models.layers import contrast
 
 
@@ -200,9 +199,14 @@ def test_encode_batch_writes_the_examples_format(shape, dtype):
     images = (np.random.default_rng(1).random(shape) * 200).astype(dtype)
     labels = np.array([0, 9, 400][: shape[0]])
     for image, label, record in zip(images, labels, encode_batch(images, labels), strict=True):
-        assert example_pb2.Example.FromString(record) == example_pb2.Example.FromString(
-            encode(image, label)
-        )
+        # Reference: the same record built with the protobuf API.
+        reference = example_pb2.Example()
+        feature = reference.features.feature
+        feature["image"].bytes_list.value.append(image.tobytes())
+        feature["shape"].int64_list.value.extend(image.shape)
+        feature["label"].int64_list.value.append(int(label))
+        assert example_pb2.Example.FromString(record) == reference
+        assert encode(image, label) == record
         got, got_label = decode(record, np.dtype(dtype).name)
         np.testing.assert_array_equal(got, image)
         assert got_label == label

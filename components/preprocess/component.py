@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from components import examples
 from components.base import EXAMPLES, STATISTICS, Artifact, ComponentError, Context, component
 from components.examples import SPLITS, shard_name, split_files
 from components.preprocess.params import CROP, RESIZE, Params, check
@@ -56,8 +57,8 @@ def _channels(source: Artifact) -> int:
         for path in split_files(source, split):
             for record in records.read_records(path)[0]:
                 try:
-                    image, _ = records.parse_record(record, source.properties["dtype"], None, None)
-                except records.RejectedRecord:
+                    image, _ = examples.parse_record(record, source.properties["dtype"], None, None)
+                except examples.RejectedRecord:
                     continue  # the job dead-letters it; keep looking for a readable one
                 return int(image.shape[-1])
     raise ComponentError(f"{source.uri} holds no images to preprocess")
@@ -98,8 +99,8 @@ def _samples(spec: JobSpec, n: int) -> dict[str, np.ndarray] | None:
     for _, _, path in (t for t in spec.tasks if t[0] == split):
         for record in records.read_records(path)[0]:  # a damaged tail is the job's to report
             try:
-                image, _ = records.parse_record(record, spec.dtype, spec.channels, None)
-            except records.RejectedRecord:
+                image, _ = examples.parse_record(record, spec.dtype, spec.channels, None)
+            except examples.RejectedRecord:
                 continue
             x = contrast.scale_to_unit(image[None])
             if CROP in spec.steps:
