@@ -8,8 +8,6 @@ paper's 6×6×256 last feature map (the paper's 224 vs. 227 inconsistency disapp
 
 from __future__ import annotations
 
-import functools
-
 import keras
 from keras import layers
 
@@ -21,7 +19,7 @@ from models.common import (
     require_min_size,
 )
 from models.layers.lrn import LocalResponseNormalization
-from models.registry import register
+from models.registry import register, variant
 
 PAPER = "Krizhevsky et al. 2012, ImageNet classification with deep convolutional neural networks"
 
@@ -100,4 +98,4 @@ register(
     test_input_shape=(32, 32, 3),
     input_sizes="≥57×57; ≥15×15 with stem='small'",
     test_kwargs={"stem": "small"},
-)(functools.partial(AlexNet, name="alexnet"))
+)(variant(AlexNet, name="alexnet"))

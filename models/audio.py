@@ -16,9 +16,9 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.common import check_args
+from models.common import check_args, classifier_head
 from models.initializers import stem_kernel_initializer
-from models.registry import register
+from models.registry import register, variant
 from models.segmentation import scaled
 
 PAPER = "Dai et al. 2017, Very Deep Convolutional Neural Networks for Raw Waveforms"
@@ -30,24 +30,6 @@ VARIANTS = {
     "audio_m11": (64, ((64, 2, True), (128, 2, True), (256, 3, True), (512, 2, False))),
     "audio_m18": (64, ((64, 4, True), (128, 4, True), (256, 4, True), (512, 4, False))),
 }
-
-
-def head_nd(x, num_classes, include_top, pooling, classifier_activation, rank, dropout=0.0):
-    """Global pooling + Dense "predictions" (float32) for 1-D (rank 1) or 3-D (rank 3) maps."""
-    avg = {1: layers.GlobalAveragePooling1D, 3: layers.GlobalAveragePooling3D}[rank]
-    peak = {1: layers.GlobalMaxPooling1D, 3: layers.GlobalMaxPooling3D}[rank]
-    if include_top:
-        x = avg(name="avg_pool")(x) if len(x.shape) == rank + 2 else x
-        if dropout:
-            x = layers.Dropout(dropout, name="head_dropout")(x)
-        return layers.Dense(
-            num_classes, activation=classifier_activation, dtype="float32", name="predictions"
-        )(x)
-    if pooling == "avg":
-        return avg(name="avg_pool")(x)
-    if pooling == "max":
-        return peak(name="max_pool")(x)
-    return x
 
 
 def conv1d_bn_relu(x, filters, kernel_size, name, strides=1, kernel_initializer="glorot_uniform"):
@@ -98,29 +80,16 @@ def WaveformCNN(
             x = conv1d_bn_relu(x, scaled(filters, width_multiplier), 3, f"block{s}_{c}")
         if pooled:
             x = layers.MaxPooling1D(4, name=f"block{s}_pool")(x)
-    outputs = head_nd(x, num_classes, include_top, pooling, classifier_activation, rank=1)
+    outputs = classifier_head(x, num_classes, include_top, pooling, classifier_activation)
     return keras.Model(inputs, outputs, name=name)
-
-
-def _variant(variant):
-    stem_filters, stages = VARIANTS[variant]
-
-    def builder(
-        input_shape=(32000, 1), num_classes=10, include_top=True, pooling=None,
-        classifier_activation="softmax", name=variant, **knobs,
-    ):  # fmt: skip
-        return WaveformCNN(
-            stem_filters, stages, input_shape, num_classes, include_top, pooling,
-            classifier_activation, name, **knobs,
-        )  # fmt: skip
-
-    builder.__name__ = builder.__qualname__ = variant
-    builder.__doc__ = f"{variant[6:].upper()} of {PAPER}; knobs as :func:`WaveformCNN`."
-    return builder
 
 
 for _v in VARIANTS:
     register(
-        _v, family="audio", paper=PAPER, test_input_shape=(1024, 1),
-        input_sizes="waveforms (T, C), T ≥ 1024", test_kwargs={"width_multiplier": 0.125},
-    )(_variant(_v))  # fmt: skip
+        _v,
+        family="audio",
+        paper=PAPER,
+        test_input_shape=(1024, 1),
+        input_sizes="waveforms (T, C), T ≥ 1024",
+        test_kwargs={"width_multiplier": 0.125},
+    )(variant(WaveformCNN, stem_filters=VARIANTS[_v][0], stages=VARIANTS[_v][1], name=_v))

@@ -35,20 +35,30 @@ def check_args(input_shape, num_classes, include_top, pooling, min_size=1, name=
 def classifier_head(x, num_classes, include_top, pooling, classifier_activation, dropout=0.0):
     """Global pooling + (dropout) + Dense "predictions", or the pooled/unpooled features.
 
-    The predictions layer is float32 so mixed precision never softmaxes in half precision.
+    Works on 1-D (N, T, C), 2-D (N, H, W, C) and 3-D (N, D, H, W, C) feature maps. The
+    predictions layer is float32 so mixed precision never softmaxes in half precision.
     """
+    avg, peak = _GLOBAL_POOLS.get(len(x.shape), (None, None))
     if include_top:
-        x = layers.GlobalAveragePooling2D(name="avg_pool")(x) if x.ndim == 4 else x
+        x = avg(name="avg_pool")(x) if avg else x
         if dropout:
             x = layers.Dropout(dropout, name="head_dropout")(x)
         return layers.Dense(
             num_classes, activation=classifier_activation, dtype="float32", name="predictions"
         )(x)
-    if pooling == "avg":
-        return layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    if pooling == "max":
-        return layers.GlobalMaxPooling2D(name="max_pool")(x)
+    if pooling == "avg" and avg:
+        return avg(name="avg_pool")(x)
+    if pooling == "max" and peak:
+        return peak(name="max_pool")(x)
     return x
+
+
+# feature-map rank (batch included) -> (global average pooling, global max pooling)
+_GLOBAL_POOLS = {
+    3: (layers.GlobalAveragePooling1D, layers.GlobalMaxPooling1D),
+    4: (layers.GlobalAveragePooling2D, layers.GlobalMaxPooling2D),
+    5: (layers.GlobalAveragePooling3D, layers.GlobalMaxPooling3D),
+}
 
 
 def check_choice(value, choices, what):

@@ -10,13 +10,11 @@
 
 from __future__ import annotations
 
-import functools
-
 import keras
 from keras import layers
 
 from models.common import check_args, check_choice, classifier_head, require_min_size
-from models.registry import register
+from models.registry import register, variant
 
 PAPER = "Huang et al. 2017, Densely connected convolutional networks"
 BN_EPSILON = 1.001e-5  # keras.applications' value
@@ -163,7 +161,7 @@ for _depth in IMAGENET:
         test_input_shape=(32, 32, 3),
         input_sizes="≥29×29; ≥8×8 with stem='small'",
         test_kwargs={"stem": "small"} if _depth == 121 else {},
-    )(functools.partial(DenseNet, depth=_depth))
+    )(variant(DenseNet, depth=_depth))
 
 register(
     "densenet_bc_100_k12",
@@ -171,4 +169,4 @@ register(
     paper=f"{PAPER}, DenseNet-BC (L=100, k=12)",
     test_input_shape=(32, 32, 3),
     input_sizes="≥4×4 (32×32 in the paper)",
-)(functools.partial(DenseNetBC, depth=100, growth_rate=12))
+)(variant(DenseNetBC, depth=100, growth_rate=12))

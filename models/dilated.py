@@ -22,7 +22,7 @@ import keras
 from keras import layers
 
 from models.initializers import ConvIdentity
-from models.registry import register
+from models.registry import register, variant
 from models.segmentation import check_segmentation_args, pooled_features, scaled, vgg_encoder
 
 PAPER = "Yu & Koltun 2016, Multi-Scale Context Aggregation by Dilated Convolutions"
@@ -109,27 +109,10 @@ def Dilated(
     return keras.Model(inputs, outputs, name=name)
 
 
-def _variant(context):
-    registry_name = f"dilated_{context}"
-
-    def builder(
-        input_shape=(512, 512, 3), num_classes=21, include_top=True, pooling=None,
-        classifier_activation="softmax", name=registry_name, **knobs,
-    ):  # fmt: skip
-        return Dilated(
-            context, input_shape, num_classes, include_top, pooling, classifier_activation,
-            name, **knobs,
-        )  # fmt: skip
-
-    builder.__name__ = builder.__qualname__ = registry_name
-    builder.__doc__ = f"Dilation8 with the {context} context module ({PAPER}); see Dilated."
-    return registry_name, builder
-
-
 for _context in CONTEXT_WIDTHS:
-    _name, _builder = _variant(_context)
     register(
-        _name, family="dilated", paper=PAPER, kind="segmentation", test_input_shape=(32, 32, 3),
+        f"dilated_{_context}", family="dilated", paper=PAPER, kind="segmentation",
+        test_input_shape=(32, 32, 3),
         input_sizes="H, W multiples of 8",
         test_kwargs={"width_multiplier": 0.0625, "fc_filters": 128},
-    )(_builder)  # fmt: skip
+    )(variant(Dilated, context=_context, name=f"dilated_{_context}"))  # fmt: skip

@@ -17,7 +17,7 @@ import keras
 from keras import layers
 
 from models.initializers import Bilinear
-from models.registry import register
+from models.registry import register, variant
 from models.segmentation import check_segmentation_args, pooled_features, scaled, vgg_encoder
 
 SKIPS = {"fcn32s": 0, "fcn16s": 1, "fcn8s": 2}
@@ -86,24 +86,9 @@ def FCN(
     return keras.Model(inputs, outputs, name=name)
 
 
-def _variant(variant):
-    def builder(
-        input_shape=(224, 224, 3), num_classes=21, include_top=True, pooling=None,
-        classifier_activation="softmax", name=variant, **knobs,
-    ):  # fmt: skip
-        return FCN(
-            SKIPS[variant], input_shape, num_classes, include_top, pooling,
-            classifier_activation, name, **knobs,
-        )  # fmt: skip
-
-    builder.__name__ = builder.__qualname__ = variant
-    builder.__doc__ = f"FCN-{variant[3:]} ({PAPER}); knobs as :func:`FCN`."
-    return builder
-
-
 for _v in SKIPS:
     register(
         _v, family="fcn", paper=PAPER, kind="segmentation", test_input_shape=(32, 32, 3),
         input_sizes="H, W multiples of 32",
         test_kwargs={"width_multiplier": 0.0625, "fc_filters": 256},
-    )(_variant(_v))  # fmt: skip
+    )(variant(FCN, skips=SKIPS[_v], name=_v))  # fmt: skip

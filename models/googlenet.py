@@ -21,14 +21,12 @@ For inference keep only the main head:
 
 from __future__ import annotations
 
-import functools
-
 import keras
 from keras import layers
 
 from models.common import check_args, check_choice, classifier_head, require_min_size
 from models.layers.lrn import LocalResponseNormalization
-from models.registry import register
+from models.registry import register, variant
 
 PAPER = "Szegedy et al. 2015, Going deeper with convolutions (GoogLeNet)"
 
@@ -160,4 +158,4 @@ register(
     test_input_shape=(32, 32, 3),
     input_sizes="any H×W; aux heads: ≥65×65, ≥17×17 with stem='small'",
     test_kwargs={"stem": "small", "aux_classifiers": True},
-)(functools.partial(GoogLeNet, name="googlenet"))
+)(variant(GoogLeNet, name="googlenet"))

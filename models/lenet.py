@@ -16,8 +16,6 @@ the paper centres 28×28 MNIST digits in a 32×32 field.
 
 from __future__ import annotations
 
-import functools
-
 import keras
 import numpy as np
 from keras import layers, ops
@@ -25,7 +23,7 @@ from keras import layers, ops
 from models.common import check_args, check_choice, classifier_head, dense_head, require_min_size
 from models.layers.locally_connected import LocallyConnected2D
 from models.layers.tiled import TiledConv2D
-from models.registry import register
+from models.registry import register, variant
 
 PAPER = "LeCun et al. 1998, Gradient-based learning applied to document recognition"
 
@@ -295,4 +293,4 @@ for _name, _kwargs, _paper, _test in (
         test_input_shape=(28, 28, 1),
         input_sizes=_SIZES,
         test_kwargs=_test,
-    )(functools.partial(LeNet5, name=_name, **_kwargs))
+    )(variant(LeNet5, name=_name, **_kwargs))

@@ -8,6 +8,7 @@ model is tested the moment it is registered.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,19 @@ def register(name: str, **spec: Any) -> Callable[[Callable[..., Any]], Callable[
         return builder
 
     return wrap
+
+
+def variant(builder: Callable[..., Any], **fixed: Any) -> Callable[..., Any]:
+    """``builder`` with a variant's settings bound (callers may still override any of them).
+
+    ``register("resnet50", ...)(variant(ResNet, depth=50))``: a variant is data, not a copy
+    of the builder.
+    """
+    bound = functools.partial(builder, **fixed)
+    settings = ", ".join(f"{k}={v!r}" for k, v in fixed.items())
+    bound.__name__ = bound.__qualname__ = builder.__name__
+    bound.__doc__ = f"{builder.__name__}({settings}, ...).\n\n{builder.__doc__ or ''}"
+    return bound
 
 
 def _load_all() -> None:

@@ -10,13 +10,11 @@
 
 from __future__ import annotations
 
-import functools
-
 import keras
 from keras import layers, ops
 
 from models.common import check_args, check_choice, classifier_head
-from models.registry import register
+from models.registry import register, variant
 
 PAPER = "He et al. 2016, Deep residual learning for image recognition"
 BN_EPSILON = 1.001e-5  # keras.applications' value, so converted weights behave the same
@@ -206,7 +204,7 @@ for _depth in IMAGENET:
         test_input_shape=(32, 32, 3),
         input_sizes="any H×W (224×224 in the paper; stem='small' for 32×32)",
         test_kwargs={"stem": "small"} if _depth == 18 else {},
-    )(functools.partial(ResNet, depth=_depth))
+    )(variant(ResNet, depth=_depth))
 
 for _depth in CIFAR_DEPTHS:
     register(
@@ -216,4 +214,4 @@ for _depth in CIFAR_DEPTHS:
         test_input_shape=(32, 32, 3),
         input_sizes="any H×W (32×32 in the paper)",
         test_kwargs={"shortcut": "B"} if _depth == 20 else {},
-    )(functools.partial(CifarResNet, depth=_depth))
+    )(variant(CifarResNet, depth=_depth))

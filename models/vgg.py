@@ -9,13 +9,11 @@ and Caffe's ceil-mode pooling on odd sides, so 28×28 inputs work too (the last 
 
 from __future__ import annotations
 
-import functools
-
 import keras
 from keras import layers
 
 from models.common import check_args, check_choice, classifier_head, dense_head
-from models.registry import register
+from models.registry import register, variant
 
 PAPER = "Simonyan & Zisserman 2015, Very deep convolutional networks (VGG)"
 WIDTHS = (64, 128, 256, 512, 512)
@@ -86,4 +84,4 @@ for _depth in CONFIGS:
         paper=PAPER,
         test_input_shape=(32, 32, 3),
         input_sizes="any H×W (224×224 in the paper)",
-    )(functools.partial(VGG, depth=_depth))
+    )(variant(VGG, depth=_depth))

@@ -18,8 +18,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.audio import head_nd
-from models.common import check_args
+from models.common import check_args, classifier_head
 from models.initializers import stem_kernel_initializer
 from models.registry import register
 from models.segmentation import scaled
@@ -84,7 +83,7 @@ def C3D(
         for fc in ("fc6", "fc7"):
             x = layers.Dense(fc_units, activation="relu", name=fc)(x)
             x = layers.Dropout(dropout, name=f"{fc}_dropout")(x)
-    outputs = head_nd(x, num_classes, include_top, pooling, classifier_activation, rank=3)
+    outputs = classifier_head(x, num_classes, include_top, pooling, classifier_activation)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -130,5 +129,5 @@ def VoxNet(
         x = layers.Flatten(name="flatten")(x)
         x = layers.Dense(fc_units, activation="relu", name="fc1")(x)
         x = layers.Dropout(0.4, name="fc1_dropout")(x)
-    outputs = head_nd(x, num_classes, include_top, pooling, classifier_activation, rank=3)
+    outputs = classifier_head(x, num_classes, include_top, pooling, classifier_activation)
     return keras.Model(inputs, outputs, name=name)
