@@ -39,8 +39,9 @@ def read_records(path: str) -> tuple[np.ndarray, str | None]:
         try:
             records.extend(iter_records(path))
         except tf.errors.DataLossError as e:
-            reason = f"unreadable TFRecord data after record {len(records) - 1}: {e.message}"
-            return np.array(records, dtype=object), reason
+            where = f"after record {len(records) - 1}" if records else "at the start"
+            return np.array(records, dtype=object), f"unreadable TFRecord data {where}: {e.message}"
+        return np.array(records, dtype=object), None  # the one-by-one read got everything
     return (np.concatenate(chunks) if chunks else np.zeros(0, object)), None
 
 
