@@ -23,8 +23,9 @@ import numpy as np
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from components.examples import encode_batch
 from components.preprocess.params import CROP, GCN, LCN, RESIZE, STANDARDIZE
-from components.preprocess.records import decode_records, encode_batch, read_records
+from components.preprocess.records import decode_records, read_records
 from components.preprocess.stats import MergeMoments, Moments
 from models.layers import contrast
 
