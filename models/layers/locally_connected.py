@@ -78,23 +78,9 @@ def check_spatial(input_shape, kernel_size, strides, padding, layer):
     return oh, ow
 
 
-@keras.saving.register_keras_serializable(package="convflow")
-class LocallyConnected2D(keras.layers.Layer):
-    """2-D locally connected layer: one kernel per output position (no weight sharing).
-
-    Output ``y[b, i, j, f] = act(sum_k patch[b, i, j, k] · W[i, j, k, f] + bias[i, j, f])``.
-    Parameters: ``OH·OW·(kh·kw·C·filters + filters)`` — a Conv2D's count times the number of
-    output positions, which is why it needs a static input size.
-
-    Args:
-        filters: output channels.
-        kernel_size: int or (kh, kw).
-        strides: int or (sh, sw).
-        padding: 'valid' or 'same'.
-        activation: any keras activation.
-        use_bias: adds an unshared bias per position and filter.
-        kernel_initializer, bias_initializer: keras initializers.
-    """
+class PatchConv2D(keras.layers.Layer):
+    """Shared settings of the convolutions built on :func:`extract_patches` (locally
+    connected and tiled): arguments, output shape and config."""
 
     def __init__(
         self,
@@ -121,6 +107,42 @@ class LocallyConnected2D(keras.layers.Layer):
         self.use_bias = use_bias
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
+
+    def compute_output_shape(self, input_shape):
+        oh, ow = check_spatial(input_shape, self.kernel_size, self.strides, self.padding, self.name)
+        return (input_shape[0], oh, ow, self.filters)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "padding": self.padding,
+            "activation": keras.activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+        }
+
+
+@keras.saving.register_keras_serializable(package="convflow")
+class LocallyConnected2D(PatchConv2D):
+    """2-D locally connected layer: one kernel per output position (no weight sharing).
+
+    Output ``y[b, i, j, f] = act(sum_k patch[b, i, j, k] · W[i, j, k, f] + bias[i, j, f])``.
+    Parameters: ``OH·OW·(kh·kw·C·filters + filters)`` — a Conv2D's count times the number of
+    output positions, which is why it needs a static input size.
+
+    Args:
+        filters: output channels.
+        kernel_size: int or (kh, kw).
+        strides: int or (sh, sw).
+        padding: 'valid' or 'same'.
+        activation: any keras activation.
+        use_bias: adds an unshared bias per position and filter.
+        kernel_initializer, bias_initializer: keras initializers.
+    """
 
     def build(self, input_shape):
         oh, ow = check_spatial(input_shape, self.kernel_size, self.strides, self.padding, self.name)
@@ -149,20 +171,3 @@ class LocallyConnected2D(keras.layers.Layer):
         if self.use_bias:
             y = y + self.bias
         return self.activation(y)
-
-    def compute_output_shape(self, input_shape):
-        oh, ow = check_spatial(input_shape, self.kernel_size, self.strides, self.padding, self.name)
-        return (input_shape[0], oh, ow, self.filters)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "filters": self.filters,
-            "kernel_size": self.kernel_size,
-            "strides": self.strides,
-            "padding": self.padding,
-            "activation": keras.activations.serialize(self.activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-        }

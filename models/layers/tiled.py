@@ -13,11 +13,11 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from models.layers.locally_connected import PADDINGS, _pair, check_spatial, extract_patches
+from models.layers.locally_connected import PatchConv2D, check_spatial, extract_patches
 
 
 @keras.saving.register_keras_serializable(package="convflow")
-class TiledConv2D(keras.layers.Layer):
+class TiledConv2D(PatchConv2D):
     """Output position (i, j) uses kernel ``(i mod t, j mod t)`` of a t×t set of kernels.
 
     ``y[b, i, j, f] = act(sum_k patch[b, i, j, k] · W[i%t, j%t, k, f] + bias[i%t, j%t, f])``;
@@ -35,35 +35,11 @@ class TiledConv2D(keras.layers.Layer):
         kernel_initializer, bias_initializer: keras initializers.
     """
 
-    def __init__(
-        self,
-        filters,
-        kernel_size,
-        tile_size=2,
-        strides=1,
-        padding="valid",
-        activation=None,
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        if not isinstance(filters, int) or filters < 1:
-            raise ValueError(f"filters={filters!r} must be a positive int")
+    def __init__(self, filters, kernel_size, tile_size=2, **kwargs):
+        super().__init__(filters, kernel_size, **kwargs)
         if not isinstance(tile_size, int) or tile_size < 1:
             raise ValueError(f"tile_size={tile_size!r} must be a positive int")
-        if padding not in PADDINGS:
-            raise ValueError(f"Unknown padding={padding!r}; expected 'valid' or 'same'")
-        self.filters = filters
-        self.kernel_size = _pair(kernel_size, "kernel_size")
         self.tile_size = tile_size
-        self.strides = _pair(strides, "strides")
-        self.padding = padding
-        self.activation = keras.activations.get(activation)
-        self.use_bias = use_bias
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
 
     def build(self, input_shape):
         self.out_hw = check_spatial(
@@ -101,20 +77,5 @@ class TiledConv2D(keras.layers.Layer):
         y = ops.reshape(y, (-1, rows * t, cols * t, self.filters))[:, :oh, :ow, :]
         return self.activation(y)
 
-    def compute_output_shape(self, input_shape):
-        oh, ow = check_spatial(input_shape, self.kernel_size, self.strides, self.padding, self.name)
-        return (input_shape[0], oh, ow, self.filters)
-
     def get_config(self):
-        return {
-            **super().get_config(),
-            "filters": self.filters,
-            "kernel_size": self.kernel_size,
-            "tile_size": self.tile_size,
-            "strides": self.strides,
-            "padding": self.padding,
-            "activation": keras.activations.serialize(self.activation),
-            "use_bias": self.use_bias,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-        }
+        return {**super().get_config(), "tile_size": self.tile_size}
