@@ -44,7 +44,9 @@ class ArtifactStore:
         return self.root / ".work" / step / key[:16]
 
     def is_published(self, step: str, key: str) -> bool:
-        return (self.step_dir(step, key) / STEP_FILE).is_file()
+        path = self.step_dir(step, key) / STEP_FILE
+        # Directories are named by a key prefix; the record holds the whole key.
+        return path.is_file() and json.loads(path.read_text()).get("key") == key
 
     def record(self, step: str, key: str) -> dict[str, Any]:
         return json.loads((self.step_dir(step, key) / STEP_FILE).read_text())
