@@ -232,8 +232,10 @@ def _execute(store, step, key, inputs, facts, opts) -> tuple[StepResult, dict]:
         mlflow.end_run(status="KILLED")
         raise
     except Exception as e:
-        message = _one_line(step.name, e, store, facts["run_id"])
+        message, trace = _one_line(step.name, e, store, facts["run_id"])
         mlflow.set_tag("error", message[:5000])
+        if trace:
+            mlflow.log_artifact(str(trace))
         mlflow.end_run(status="FAILED")
         if tmp is not None:
             _discard(tmp)
@@ -243,15 +245,16 @@ def _execute(store, step, key, inputs, facts, opts) -> tuple[StepResult, dict]:
     return StepResult(step.name, RAN, duration, key), published
 
 
-def _one_line(step: str, error: Exception, store: ArtifactStore, run_id: str) -> str:
+def _one_line(step: str, error: Exception, store: ArtifactStore, run_id: str):
+    """(one-line message, traceback file or None)."""
     if isinstance(error, ComponentError):
-        return f"{step}: {error}"
+        return f"{step}: {error}", None
     # A bug, not a user mistake: keep the traceback in a file and say where.
     path = store.root / "runs" / run_id / f"{step}.traceback.txt"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(traceback.format_exception(error)))
     first = str(error).splitlines()[0] if str(error) else ""
-    return f"{step}: {type(error).__name__}: {first[:300]} (traceback: {path})"
+    return f"{step}: {type(error).__name__}: {first[:300]} (traceback: {path})", path
 
 
 def _discard(tmp: Path) -> None:

@@ -287,3 +287,19 @@ def test_relative_sqlite_uri_keeps_artifacts_beside_the_db(tmp_path, monkeypatch
     uri, artifacts = resolve_uri("sqlite:///sub/mlflow.db")
     assert uri == "sqlite:///sub/mlflow.db"
     assert artifacts == (tmp_path / "sub" / "mlartifacts").as_uri()
+
+
+def test_a_bug_is_one_line_with_its_traceback_kept(fake, sqlite_uri):
+    statuses, _, run_id = fake({"double": {"crash": True}})
+    assert statuses == {"produce": "ran", "double": "failed", "consume": "not run"}
+    client = MlflowClient(sqlite_uri)
+    exp = client.get_run(run_id).info.experiment_id
+    (double,) = client.search_runs(
+        [exp],
+        filter_string=f"tags.mlflow.parentRunId = '{run_id}' and attributes.run_name = 'double'",
+    )
+    error = double.data.tags["error"]
+    assert error.startswith("double: RuntimeError: a bug (traceback: ") and "\n" not in error
+    trace = Path(error.split("(traceback: ")[1].rstrip(")"))
+    assert "Traceback (most recent call last)" in trace.read_text()
+    assert trace.name in {a.path for a in client.list_artifacts(double.info.run_id)}

@@ -12,4 +12,6 @@ def double(ctx: Context) -> None:
     record(ctx, "double")
     if ctx.params.fail:
         raise ComponentError("asked to fail")
+    if ctx.params.crash:
+        raise RuntimeError("a bug\nwith a second line")
     write(ctx, "examples", scale(read(ctx, "examples")) + ctx.params.value - 1)

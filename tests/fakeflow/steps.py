@@ -16,6 +16,7 @@ class Params:
     log: str = param("")
     value: int = param(1, min=0)
     fail: bool = param(False)
+    crash: bool = param(False)  # a bug rather than a user mistake
     note: str = param("")  # changes the key, never the output
     # For the crash test: write half the output, touch this file, then hang.
     hang_marker: str = param("")
