@@ -57,50 +57,76 @@ def _module_file(name: str, roots: tuple[str, ...]) -> Path | None:
     return Path(spec.origin)
 
 
-def _imports(path: Path, module: str, roots: tuple[str, ...]) -> set[str]:
-    """Project modules named by any import statement in ``path`` (also inside functions)."""
+def _named(node: ast.AST, package: str) -> set[str]:
+    """Modules an import statement names (``from pkg import mod`` may name a submodule)."""
+    if isinstance(node, ast.Import):
+        return {alias.name for alias in node.names}
+    base = node.module or ""
+    if node.level:
+        parts = package.split(".")
+        parts = parts[: len(parts) - node.level + 1]
+        base = ".".join([*parts, base] if base else parts)
+    return {base, *(f"{base}.{alias.name}" for alias in node.names)}
+
+
+def _imports(path: Path, module: str, roots: tuple[str, ...]) -> tuple[set[str], set[str]]:
+    """Project modules ``path`` imports: (at import time, only inside functions)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")
-                parts = parts[: len(parts) - node.level + 1]
-                base = ".".join([*parts, base] if base else parts)
-            found.add(base)
-            # `from pkg import mod` may name a submodule.
-            found.update(f"{base}.{alias.name}" for alias in node.names)
-    closed = set()
-    for name in found:
-        # Importing a.b.c runs a/__init__ and a/b/__init__ as well.
-        parts = name.split(".")
-        closed.update(".".join(parts[: i + 1]) for i in range(len(parts)))
-    return {n for n in closed if n.split(".")[0] in roots}
+    eager: set[str] = set()
+    lazy: set[str] = set()
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.Import | ast.ImportFrom):
+                (lazy if in_function else eager).update(_named(child, package))
+            inner = in_function or isinstance(
+                child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda
+            )
+            visit(child, inner)
+
+    visit(tree, False)
+    keep = lambda names: {n for n in names if n.split(".")[0] in roots}  # noqa: E731
+    return keep(eager), keep(lazy) - keep(eager)
+
+
+def _parents(name: str) -> set[str]:
+    parts = name.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts))}
 
 
 @cache
 def source_closure(module: str) -> tuple[tuple[str, str], ...]:
-    """(module, sha256 of its source) for ``module`` and every project module it imports.
+    """(module, sha256 of its source) for ``module`` and every project module it may run.
+
+    The component's module and what it imports are followed through every import,
+    including those inside functions (they run when the step calls them). A package that
+    is only the parent of an imported module runs its ``__init__`` at import time, so for
+    it, and for what that pulls in, only import-time imports are followed: importing
+    ``models.layers.contrast`` must not make the step depend on every model of the zoo
+    that ``models`` could load lazily.
 
     Project modules are those of PROJECT_PACKAGES and of the component's own top-level
     package (so components living outside convflow are hashed the same way).
     """
     roots = (*PROJECT_PACKAGES, module.split(".")[0])
     seen: dict[str, str] = {}
-    todo = [module]
+    full: set[str] = set()
+    todo = [(module, True)]
     while todo:
-        name = todo.pop()
-        if name in seen:
+        name, follow_lazy = todo.pop()
+        if name in full or (name in seen and not follow_lazy):
             continue
         path = _module_file(name, roots)
         if path is None:
             continue
         seen[name] = hashlib.sha256(path.read_bytes()).hexdigest()
-        todo.extend(_imports(path, name, roots) - set(seen))
+        if follow_lazy:
+            full.add(name)
+        eager, lazy = _imports(path, name, roots)
+        used = eager | lazy if follow_lazy else eager
+        todo.extend((n, follow_lazy) for n in used)
+        todo.extend((p, False) for n in used | {name} for p in _parents(n))
     return tuple(sorted(seen.items()))
 
 

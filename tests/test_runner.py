@@ -303,3 +303,13 @@ def test_a_bug_is_one_line_with_its_traceback_kept(fake, sqlite_uri):
     trace = Path(error.split("(traceback: ")[1].rstrip(")"))
     assert "Traceback (most recent call last)" in trace.read_text()
     assert trace.name in {a.path for a in client.list_artifacts(double.info.run_id)}
+
+
+def test_a_parent_package_does_not_pull_in_what_it_loads_lazily():
+    # preprocess uses models.layers.contrast; importing it runs models/__init__, which
+    # loads the zoo only when a model is built. Editing a model must not re-run Beam.
+    from pipelines.cache import source_closure
+
+    modules = {name for name, _ in source_closure("components.preprocess.component")}
+    assert {"models.layers.contrast", "models", "models.registry"} <= modules
+    assert not {"models.zoo", "models.yolo", "models.lenet"} & modules
