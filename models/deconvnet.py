@@ -15,13 +15,13 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.layers.unpooling import MaxUnpooling2D
 from models.registry import register
 from models.segmentation import (
     VGG16_STAGES,
     check_segmentation_args,
     scaled,
     segmentation_head,
+    unpooling_decoder,
     vgg_encoder,
 )
 
@@ -85,12 +85,6 @@ def DeconvNet(
     x = deconv_bn_relu(
         x, scaled(stages[-1][0], width_multiplier), "fc6_deconv", bottleneck, padding="valid"
     )
-    for s in range(len(stages), 0, -1):
-        filters, convs = stages[s - 1][:2]
-        out_filters = stages[s - 2][0] if s > 1 else filters
-        x = MaxUnpooling2D(2, name=f"unpool{s}")([x, switches[s - 1]])
-        for c in range(convs, 0, -1):
-            width = out_filters if c == 1 else filters
-            x = deconv_bn_relu(x, scaled(width, width_multiplier), f"deconv{s}_{c}")
+    x = unpooling_decoder(x, switches, stages, width_multiplier, deconv_bn_relu, "deconv")
     outputs = segmentation_head(x, num_classes, include_top, pooling, classifier_activation)
     return keras.Model(inputs, outputs, name=name)

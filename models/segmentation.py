@@ -17,7 +17,7 @@ from keras import layers
 
 from models.common import check_args
 from models.initializers import stem_kernel_initializer
-from models.layers.unpooling import MaxPoolingWithArgmax2D
+from models.layers.unpooling import MaxPoolingWithArgmax2D, MaxUnpooling2D
 
 # Simonyan & Zisserman 2015, configuration D: (filters, convs) per stage, each followed by a
 # 2×2 max pool. The FCN, DeconvNet, SegNet and Dilation front-ends are all built on it.
@@ -90,6 +90,23 @@ def vgg_encoder(
             x = layers.MaxPooling2D(2, name=f"{name}{s}_pool")(x)
         stage_outputs.append(x)
     return x, stage_outputs, switches
+
+
+def unpooling_decoder(x, switches, stages, width_multiplier, block, prefix):
+    """The mirrored VGG decoder of DeconvNet and SegNet.
+
+    From the deepest stage up: unpool with that encoder stage's switches, then ``block``
+    layers (convolutions for SegNet, transposed convolutions for DeconvNet), the last one
+    narrowing to the width of the stage above.
+    """
+    for s in range(len(stages), 0, -1):  # e.g. 5, 4, ..., 1
+        filters, convs = stages[s - 1][:2]
+        out_filters = stages[s - 2][0] if s > 1 else filters
+        x = MaxUnpooling2D(2, name=f"{prefix}{s}_unpool")([x, switches[s - 1]])
+        for c in range(convs, 0, -1):
+            width = out_filters if c == 1 else filters
+            x = block(x, scaled(width, width_multiplier), f"{prefix}{s}_{c}")
+    return x
 
 
 def segmentation_head(x, num_classes, include_top, pooling, classifier_activation):

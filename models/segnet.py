@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import keras
 
-from models.layers.unpooling import MaxUnpooling2D
 from models.registry import register
 from models.segmentation import (
     VGG16_STAGES,
     check_segmentation_args,
     conv_bn_relu,
-    scaled,
     segmentation_head,
+    unpooling_decoder,
     vgg_encoder,
 )
 
@@ -58,12 +57,6 @@ def SegNet(
         inputs, stages, width_multiplier, batch_norm=True, pool="argmax",
         stem_initializer=stem_initializer, name="encoder",
     )  # fmt: skip
-    for s in range(len(stages), 0, -1):  # e.g. 5, 4, ..., 1
-        filters, convs = stages[s - 1][:2]
-        out_filters = stages[s - 2][0] if s > 1 else filters
-        x = MaxUnpooling2D(2, name=f"decoder{s}_unpool")([x, switches[s - 1]])
-        for c in range(convs, 0, -1):
-            width = out_filters if c == 1 else filters
-            x = conv_bn_relu(x, scaled(width, width_multiplier), f"decoder{s}_{c}")
+    x = unpooling_decoder(x, switches, stages, width_multiplier, conv_bn_relu, "decoder")
     outputs = segmentation_head(x, num_classes, include_top, pooling, classifier_activation)
     return keras.Model(inputs, outputs, name=name)

@@ -53,7 +53,7 @@ def test_segnet_and_deconvnet_unpool_with_the_matching_encoder_switches():
     deconv = build("deconvnet", input_shape=(32, 32, 3), num_classes=2, **SMALL["deconvnet"])
     for model, enc, dec in (
         (segnet, "encoder{}_pool", "decoder{}_unpool"),
-        (deconv, "conv{}_pool", "unpool{}"),
+        (deconv, "conv{}_pool", "deconv{}_unpool"),
     ):
         for stage in range(1, 6):
             switches = model.get_layer(enc.format(stage)).output[1]
