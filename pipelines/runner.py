@@ -93,7 +93,7 @@ def run(pipeline: Pipeline, cfg: Config, opts: RunOptions, out: TextIO | None = 
         with mlflow.start_run(experiment_id=exp_id, run_name=run_name) as parent:
             facts["run_id"] = parent.info.run_id
             _log_parent(cfg, facts, versions, store, parent.info.run_id)
-            results = _run_steps(pipeline, cfg, opts, store, selected, forced, facts, versions)
+            results = _run_steps(pipeline, opts, store, selected, forced, facts, versions)
             failed = [r for r in results if r.status == FAILED]
             mlflow.set_tag("convflow.summary", " ".join(f"{r.name}={r.status}" for r in results))
             if failed:
@@ -123,7 +123,7 @@ def _log_parent(cfg, facts, versions, store, run_id):
     mlflow.log_params(tracking.flatten({"pipeline": dataclasses.asdict(cfg.pipeline)}))
 
 
-def _run_steps(pipeline, cfg, opts, store, selected, forced, facts, versions):
+def _run_steps(pipeline, opts, store, selected, forced, facts, versions):
     results: list[StepResult] = []
     published: dict[str, dict] = {}  # step -> {output name: Artifact}
     for name in pipeline.order():
