@@ -6,6 +6,7 @@ from setuptools import find_packages, setup
 
 # Pinned to the set that was installed and tested together (README, "Versions").
 TENSORFLOW = "2.21.0"
+FOLDERS = ("pipelines", "components", "models")
 REQUIRES = [
     "keras==3.15.*",
     "keras-cv==0.9.0",
@@ -28,7 +29,10 @@ setup(
     long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["pipelines*", "components*", "models*"]),
+    # The user's top-level folders install as one namespace, convflow.* (nothing installs a
+    # bare `models` or `pipelines`, which other projects' modules also use).
+    packages=[f"convflow.{p}" for p in find_packages(include=[f"{d}*" for d in FOLDERS])],
+    package_dir={f"convflow.{d}": d for d in FOLDERS},
     install_requires=[*REQUIRES, f"tensorflow-cpu=={TENSORFLOW}"],
     extras_require={
         # The CUDA build for GPU machines: `pip install -e .[gpu]` after uninstalling
@@ -37,5 +41,5 @@ setup(
         # torch: the second Keras backend the zoo is tested on (a CPU wheel, no CUDA).
         "dev": ["pytest>=8", "ruff>=0.6", "torch==2.13.0"],
     },
-    entry_points={"console_scripts": ["convflow=pipelines.cli:main"]},
+    entry_points={"console_scripts": ["convflow=convflow.pipelines.cli:main"]},
 )

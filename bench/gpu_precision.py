@@ -19,8 +19,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import keras
 import numpy as np
-
-import models
+from convflow import models
 
 SHAPES = {"lenet5": (28, 28, 1), "resnet20": (32, 32, 3), "resnet50": (224, 224, 3)}
 BATCH = {"lenet5": 256, "resnet20": 256, "resnet50": 128}

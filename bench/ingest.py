@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from components.base import EXAMPLES, Context, OutputArtifact
-from components.ingest import Params, ingest
-from components.ingest.params import IdxFiles
+from convflow.components.base import EXAMPLES, Context, OutputArtifact
+from convflow.components.ingest import Params, ingest
+from convflow.components.ingest.params import IdxFiles
 
 
 def numpy_read(files: IdxFiles) -> int:

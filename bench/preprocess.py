@@ -97,7 +97,7 @@ def np_lcn(x: np.ndarray, kernel_size=9, sigma=2.0, floor=1e-4) -> np.ndarray:
 
 def write_ingest(root: Path, x: np.ndarray, y: np.ndarray, n_train: int) -> Path:
     """An ingest-style uint8 Examples artifact: train/test shards of 10k records."""
-    from components.examples import write_split
+    from convflow.components.examples import write_split
 
     src = root / "ingest"
     src.mkdir()
@@ -117,8 +117,8 @@ def write_ingest(root: Path, x: np.ndarray, y: np.ndarray, n_train: int) -> Path
 
 def run_beam(root: Path, src: Path, steps: list[str], mode: str):
     """Runs the component; returns (seconds end to end, Beam-job seconds, output artifact)."""
-    from components.base import Artifact, Context, OutputArtifact
-    from components.preprocess import Params, preprocess
+    from convflow.components.base import Artifact, Context, OutputArtifact
+    from convflow.components.preprocess import Params, preprocess
 
     run = Path(tempfile.mkdtemp(dir=root))
     outputs = {}
@@ -146,7 +146,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2, help="runs of each; the best one counts")
     args = ap.parse_args()
 
-    from components.examples import read_split
+    from convflow.components.examples import read_split
 
     x_tr, y_tr = load_idx("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
     x_te, y_te = load_idx("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")

@@ -24,8 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from components.base import ARTIFACT_FILE, Artifact, Context, OutputArtifact
+from convflow.components.base import ARTIFACT_FILE, Artifact, Context, OutputArtifact
 
 
 def run(fn, root: Path, inputs: dict, params) -> dict[str, Artifact]:
@@ -44,10 +43,10 @@ def run(fn, root: Path, inputs: dict, params) -> dict[str, Artifact]:
 
 
 def prepare(root: Path) -> Artifact:
-    from components.ingest import ingest
-    from components.ingest.params import Params as IngestParams
-    from components.preprocess import Params as PreprocessParams
-    from components.preprocess import preprocess
+    from convflow.components.ingest import ingest
+    from convflow.components.ingest.params import Params as IngestParams
+    from convflow.components.preprocess import Params as PreprocessParams
+    from convflow.components.preprocess import preprocess
 
     raw = run(ingest, root / "ingest", {}, IngestParams())["examples"]
     return run(preprocess, root / "preprocess", {"examples": raw}, PreprocessParams())["examples"]
@@ -59,7 +58,7 @@ def steady(seconds: list[float], count: int) -> float:
 
 
 def component_ips(examples: Artifact, root: Path, params) -> float:
-    from components.train import train
+    from convflow.components.train import train
 
     model = run(train, root, {"examples": examples}, params)["model"]
     history = json.loads((model.path / "history.json").read_text())
@@ -68,11 +67,10 @@ def component_ips(examples: Artifact, root: Path, params) -> float:
 
 def plain_ips(examples: Artifact, params) -> float:
     import keras
-
-    from components.examples import read_split
-    from components.train import build_network
-    from components.train.optim import make_loss, make_metrics, make_optimizer
-    from components.train.runtime import dtype_policy, resolve_precision, seed_everything
+    from convflow.components.examples import read_split
+    from convflow.components.train import build_network
+    from convflow.components.train.optim import make_loss, make_metrics, make_optimizer
+    from convflow.components.train.runtime import dtype_policy, resolve_precision, seed_everything
 
     num_classes = examples.properties["num_classes"]
     x, y = read_split(examples, "train")
@@ -100,8 +98,8 @@ def plain_ips(examples: Artifact, params) -> float:
 
 
 def main() -> None:
-    from components.train import TrainParams
-    from components.train.runtime import resolve_precision
+    from convflow.components.train import TrainParams
+    from convflow.components.train.runtime import resolve_precision
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)

@@ -13,8 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-
-from components.base import Artifact, ComponentError
+from convflow.components.base import Artifact, ComponentError
 
 IMAGE, SHAPE, LABEL = "image", "shape", "label"
 SPLITS = ("train", "validation", "test")

@@ -11,7 +11,7 @@ import contextlib
 import json
 from dataclasses import dataclass
 
-from components.base import (
+from convflow.components.base import (
     BLESSING,
     EXAMPLES,
     MODEL,
@@ -21,9 +21,9 @@ from components.base import (
     component,
     param,
 )
-from components.evaluate import BLESSING_FILE
-from components.evaluate.component import current_champion
-from components.serving import (
+from convflow.components.evaluate import BLESSING_FILE
+from convflow.components.evaluate.component import current_champion
+from convflow.components.serving import (
     CHALLENGER,
     CHAMPION,
     lineage_tags,

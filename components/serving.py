@@ -46,9 +46,8 @@ def build_serving_model(preprocessor, network, name: str = "serving"):
 
 def load_network(model_artifact):
     """The trained network (logits) from a Model artifact, without its optimizer."""
+    import convflow.models.zoo  # noqa: F401 - registers the zoo's custom layers for deserialization
     import keras
-
-    import models.zoo  # noqa: F401 - registers the zoo's custom layers for deserialization
 
     return keras.saving.load_model(
         model_artifact.path / model_artifact.properties.get("file", "model.keras"), compile=False
@@ -57,7 +56,7 @@ def load_network(model_artifact):
 
 def serving_model_for(model_artifact, examples_artifact):
     """The served model for a Model artifact trained on preprocessed ``examples_artifact``."""
-    from components.preprocess import build_preprocessor
+    from convflow.components.preprocess import build_preprocessor
 
     preprocessor = build_preprocessor(examples_artifact.properties)
     return build_serving_model(preprocessor, load_network(model_artifact))

@@ -9,17 +9,16 @@ paper's 6×6×256 last feature map (the paper's 224 vs. 227 inconsistency disapp
 from __future__ import annotations
 
 import keras
-from keras import layers
-
-from models.common import (
+from convflow.models.common import (
     check_args,
     check_choice,
     classifier_head,
     dense_head,
     require_min_size,
 )
-from models.layers.lrn import LocalResponseNormalization
-from models.registry import register, variant
+from convflow.models.layers.lrn import LocalResponseNormalization
+from convflow.models.registry import register, variant
+from keras import layers
 
 PAPER = "Krizhevsky et al. 2012, ImageNet classification with deep convolutional neural networks"
 

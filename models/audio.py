@@ -14,12 +14,11 @@ Inputs: T ≥ 4·4**pools (1024 for every variant here) and any T above it.
 from __future__ import annotations
 
 import keras
+from convflow.models.common import check_args, classifier_head
+from convflow.models.initializers import stem_kernel_initializer
+from convflow.models.registry import register, variant
+from convflow.models.segmentation import scaled
 from keras import layers
-
-from models.common import check_args, classifier_head
-from models.initializers import stem_kernel_initializer
-from models.registry import register, variant
-from models.segmentation import scaled
 
 PAPER = "Dai et al. 2017, Very Deep Convolutional Neural Networks for Raw Waveforms"
 

@@ -13,10 +13,8 @@ Inputs: fixed H and W (the fc6 kernel equals the 1/32 map), multiples of 32, ≥
 from __future__ import annotations
 
 import keras
-from keras import layers
-
-from models.registry import register
-from models.segmentation import (
+from convflow.models.registry import register
+from convflow.models.segmentation import (
     VGG16_STAGES,
     check_segmentation_args,
     scaled,
@@ -24,6 +22,7 @@ from models.segmentation import (
     unpooling_decoder,
     vgg_encoder,
 )
+from keras import layers
 
 PAPER = "Noh, Hong & Han 2015, Learning Deconvolution Network for Semantic Segmentation"
 

@@ -11,10 +11,9 @@
 from __future__ import annotations
 
 import keras
+from convflow.models.common import check_args, check_choice, classifier_head, require_min_size
+from convflow.models.registry import register, variant
 from keras import layers
-
-from models.common import check_args, check_choice, classifier_head, require_min_size
-from models.registry import register, variant
 
 PAPER = "Huang et al. 2017, Densely connected convolutional networks"
 BN_EPSILON = 1.001e-5  # keras.applications' value

@@ -19,11 +19,15 @@ bilinearly to the input size.
 from __future__ import annotations
 
 import keras
+from convflow.models.initializers import ConvIdentity
+from convflow.models.registry import register, variant
+from convflow.models.segmentation import (
+    check_segmentation_args,
+    pooled_features,
+    scaled,
+    vgg_encoder,
+)
 from keras import layers
-
-from models.initializers import ConvIdentity
-from models.registry import register, variant
-from models.segmentation import check_segmentation_args, pooled_features, scaled, vgg_encoder
 
 PAPER = "Yu & Koltun 2016, Multi-Scale Context Aggregation by Dilated Convolutions"
 

@@ -14,11 +14,15 @@ Caffe model (pad 100 + crop) no cropping layers are needed.
 from __future__ import annotations
 
 import keras
+from convflow.models.initializers import Bilinear
+from convflow.models.registry import register, variant
+from convflow.models.segmentation import (
+    check_segmentation_args,
+    pooled_features,
+    scaled,
+    vgg_encoder,
+)
 from keras import layers
-
-from models.initializers import Bilinear
-from models.registry import register, variant
-from models.segmentation import check_segmentation_args, pooled_features, scaled, vgg_encoder
 
 SKIPS = {"fcn32s": 0, "fcn16s": 1, "fcn8s": 2}
 PAPER = "Long, Shelhamer & Darrell 2015, Fully Convolutional Networks for Semantic Segmentation"

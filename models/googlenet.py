@@ -22,11 +22,10 @@ For inference keep only the main head:
 from __future__ import annotations
 
 import keras
+from convflow.models.common import check_args, check_choice, classifier_head, require_min_size
+from convflow.models.layers.lrn import LocalResponseNormalization
+from convflow.models.registry import register, variant
 from keras import layers
-
-from models.common import check_args, check_choice, classifier_head, require_min_size
-from models.layers.lrn import LocalResponseNormalization
-from models.registry import register, variant
 
 PAPER = "Szegedy et al. 2015, Going deeper with convolutions (GoogLeNet)"
 

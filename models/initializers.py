@@ -26,9 +26,8 @@ import math
 
 import keras
 import numpy as np
+from convflow.models.kmeans_patches import KMeansPatches
 from keras import ops
-
-from models.kmeans_patches import KMeansPatches
 
 __all__ = ["Bilinear", "ConvIdentity", "EdgeDetector", "Gabor", "KMeansPatches", "Sobel", "get"]
 

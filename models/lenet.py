@@ -18,12 +18,17 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+from convflow.models.common import (
+    check_args,
+    check_choice,
+    classifier_head,
+    dense_head,
+    require_min_size,
+)
+from convflow.models.layers.locally_connected import LocallyConnected2D
+from convflow.models.layers.tiled import TiledConv2D
+from convflow.models.registry import register, variant
 from keras import layers, ops
-
-from models.common import check_args, check_choice, classifier_head, dense_head, require_min_size
-from models.layers.locally_connected import LocallyConnected2D
-from models.layers.tiled import TiledConv2D
-from models.registry import register, variant
 
 PAPER = "LeCun et al. 1998, Gradient-based learning applied to document recognition"
 

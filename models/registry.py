@@ -77,7 +77,7 @@ def variant(builder: Callable[..., Any], **fixed: Any) -> Callable[..., Any]:
 def _load_all() -> None:
     # Importing the family modules fills the registry; done lazily so `import models.registry`
     # stays cheap for the CLI.
-    import models.zoo  # noqa: F401
+    import convflow.models.zoo  # noqa: F401
 
 
 def get_spec(name: str) -> ModelSpec:

@@ -11,10 +11,9 @@
 from __future__ import annotations
 
 import keras
+from convflow.models.common import check_args, check_choice, classifier_head
+from convflow.models.registry import register, variant
 from keras import layers, ops
-
-from models.common import check_args, check_choice, classifier_head
-from models.registry import register, variant
 
 PAPER = "He et al. 2016, Deep residual learning for image recognition"
 BN_EPSILON = 1.001e-5  # keras.applications' value, so converted weights behave the same

@@ -13,11 +13,10 @@ letting a Concatenate or an unpooling fail on mismatched shapes deep inside the 
 
 from __future__ import annotations
 
+from convflow.models.common import check_args
+from convflow.models.initializers import stem_kernel_initializer
+from convflow.models.layers.unpooling import MaxPoolingWithArgmax2D, MaxUnpooling2D
 from keras import layers
-
-from models.common import check_args
-from models.initializers import stem_kernel_initializer
-from models.layers.unpooling import MaxPoolingWithArgmax2D, MaxUnpooling2D
 
 # Simonyan & Zisserman 2015, configuration D: (filters, convs) per stage, each followed by a
 # 2×2 max pool. The FCN, DeconvNet, SegNet and Dilation front-ends are all built on it.

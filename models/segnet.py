@@ -12,9 +12,8 @@ Inputs: H and W multiples of 32 (≥ 32).
 from __future__ import annotations
 
 import keras
-
-from models.registry import register
-from models.segmentation import (
+from convflow.models.registry import register
+from convflow.models.segmentation import (
     VGG16_STAGES,
     check_segmentation_args,
     conv_bn_relu,

@@ -14,11 +14,10 @@ Inputs: H and W multiples of 2**depth (16 by default).
 from __future__ import annotations
 
 import keras
+from convflow.models.initializers import stem_kernel_initializer
+from convflow.models.registry import register
+from convflow.models.segmentation import check_segmentation_args, conv_bn_relu, segmentation_head
 from keras import layers
-
-from models.initializers import stem_kernel_initializer
-from models.registry import register
-from models.segmentation import check_segmentation_args, conv_bn_relu, segmentation_head
 
 PAPER = "Ronneberger, Fischer & Brox 2015, U-Net"
 

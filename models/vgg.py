@@ -10,10 +10,9 @@ and Caffe's ceil-mode pooling on odd sides, so 28×28 inputs work too (the last 
 from __future__ import annotations
 
 import keras
+from convflow.models.common import check_args, check_choice, classifier_head, dense_head
+from convflow.models.registry import register, variant
 from keras import layers
-
-from models.common import check_args, check_choice, classifier_head, dense_head
-from models.registry import register, variant
 
 PAPER = "Simonyan & Zisserman 2015, Very deep convolutional networks (VGG)"
 WIDTHS = (64, 128, 256, 512, 512)

@@ -16,12 +16,11 @@ fully connected layers needs them fixed.
 from __future__ import annotations
 
 import keras
+from convflow.models.common import check_args, classifier_head
+from convflow.models.initializers import stem_kernel_initializer
+from convflow.models.registry import register
+from convflow.models.segmentation import scaled
 from keras import layers
-
-from models.common import check_args, classifier_head
-from models.initializers import stem_kernel_initializer
-from models.registry import register
-from models.segmentation import scaled
 
 C3D_PAPER = "Tran et al. 2015, Learning Spatiotemporal Features with 3D Convolutional Networks"
 VOXNET_PAPER = "Maturana & Scherer 2015, VoxNet: A 3D CNN for Real-Time Object Recognition"

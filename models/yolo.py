@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+from convflow.models.common import check_args
+from convflow.models.initializers import stem_kernel_initializer
+from convflow.models.registry import register
+from convflow.models.segmentation import pooled_features, scaled
 from keras import layers, ops
-
-from models.common import check_args
-from models.initializers import stem_kernel_initializer
-from models.registry import register
-from models.segmentation import pooled_features, scaled
 
 PAPER = "Redmon et al. 2016, You Only Look Once: Unified, Real-Time Object Detection"
 

@@ -12,8 +12,8 @@ Output of a forward pass is keras-cv's raw training output, a dict ``{"boxes": (
 
 from __future__ import annotations
 
-from models.common import check_args
-from models.registry import register
+from convflow.models.common import check_args
+from convflow.models.registry import register
 
 PAPER = "Jocher, Chaurasia & Qiu 2023, Ultralytics YOLOv8 (keras-cv implementation)"
 

@@ -5,7 +5,7 @@ follow import statements, see every family a model may come from: editing
 models/lenet.py re-runs the train step that builds a LeNet.
 """
 
-from models import (  # noqa: F401
+from convflow.models import (  # noqa: F401
     alexnet,
     audio,
     deconvnet,

@@ -20,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-PROJECT_PACKAGES = ("pipelines", "components", "models")
+PROJECT_PACKAGES = ("convflow",)
 KEY_PACKAGES = (
     "tensorflow-cpu",
     "tensorflow",

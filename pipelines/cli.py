@@ -6,14 +6,14 @@ import argparse
 import os
 import sys
 
-from pipelines.config import ConfigError, apply_overrides, read_yaml, resolve
+from convflow.pipelines.config import ConfigError, apply_overrides, read_yaml, resolve
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
 
 
 def load_config(path: str, overrides: list[str]):
     """Reads, overrides and validates a config; returns (Config, definition module)."""
-    from pipelines import definitions
+    from convflow.pipelines import definitions
 
     data = apply_overrides(read_yaml(path), overrides)
     section = data.get("pipeline") or {}
@@ -27,10 +27,10 @@ def load_config(path: str, overrides: list[str]):
 
 
 def _cmd_run(args) -> int:
-    from pipelines import runner
-    from pipelines.dag import PipelineError
-    from pipelines.store import StoreLockedError
-    from pipelines.tracking import TrackingUnavailable
+    from convflow.pipelines import runner
+    from convflow.pipelines.dag import PipelineError
+    from convflow.pipelines.store import StoreLockedError
+    from convflow.pipelines.tracking import TrackingUnavailable
 
     cfg, definition = load_config(args.config, args.set)
     if args.artifact_root:
@@ -77,7 +77,7 @@ def _cmd_validate(args) -> int:
 
 
 def _cmd_models(args) -> int:
-    from models.registry import describe
+    from convflow.models.registry import describe
 
     header = ("model", "kind", "params", "inputs", "paper")
     rows = [
@@ -94,16 +94,26 @@ DEFAULT_MODEL_URI = "models:/fashion_mnist_lenet@champion"
 
 
 def _cmd_predict(args) -> int:
-    from components.serving import predict, tracking
-    from pipelines.tracking import resolve_uri
+    from convflow.components.serving import predict, tracking
+    from convflow.pipelines.tracking import resolve_uri
 
     uri, _ = resolve_uri(args.tracking_uri)
     with tracking(uri):
         return predict(args.model or DEFAULT_MODEL_URI, args.images)
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("convflow")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="convflow", description=__doc__)
+    ap.add_argument("--version", action="version", version=f"convflow {_version()}")
     sub = ap.add_subparsers(dest="command", required=True)
 
     def with_config(p):

@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from components.base import param
+from convflow.components.base import param
 
 
 class ConfigError(Exception):

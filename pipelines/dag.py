@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.base import Component
+from convflow.components.base import Component
 
 
 class PipelineError(Exception):

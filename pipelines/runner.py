@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from components.base import ComponentError, Context, OutputArtifact
-from pipelines import tracking
-from pipelines.cache import package_versions, source_closure, step_key
-from pipelines.config import Config
-from pipelines.dag import Pipeline, PipelineError
-from pipelines.store import ArtifactStore
+from convflow.components.base import ComponentError, Context, OutputArtifact
+from convflow.pipelines import tracking
+from convflow.pipelines.cache import package_versions, source_closure, step_key
+from convflow.pipelines.config import Config
+from convflow.pipelines.dag import Pipeline, PipelineError
+from convflow.pipelines.store import ArtifactStore
 
 RAN, CACHED, FAILED, NOT_RUN = "ran", "cached", "failed", "not run"
 

@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from components.base import ARTIFACT_FILE, Artifact
-from pipelines.cache import fingerprint_dir
+from convflow.components.base import ARTIFACT_FILE, Artifact
+from convflow.pipelines.cache import fingerprint_dir
 
 STEP_FILE = "step.json"
 

@@ -8,9 +8,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-
-from components.base import ARTIFACT_FILE, EXAMPLES, Artifact, Context, OutputArtifact
-from components.examples import write_split
+from convflow.components.base import ARTIFACT_FILE, EXAMPLES, Artifact, Context, OutputArtifact
+from convflow.components.examples import write_split
 
 IDX_DIR = Path("/usr/share/datasets/fashion-mnist")
 CLASS_NAMES = [
@@ -108,7 +107,7 @@ def run_component(fn, root: Path, inputs: dict, params, pipeline=None) -> dict[s
 
 def preprocessed(raw: Artifact, root: Path) -> Artifact:
     """The real preprocess component (Beam, in-memory DirectRunner) on a small raw artifact."""
-    from components.preprocess import Params, preprocess
+    from convflow.components.preprocess import Params, preprocess
 
     params = Params(direct_num_workers=1, direct_running_mode="in_memory")
     return run_component(preprocess, root, {"examples": raw}, params)["examples"]

@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from pipelines.cli import load_config, main
-from pipelines.config import ConfigError
+from convflow.pipelines.cli import load_config, main
+from convflow.pipelines.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = str(REPO / "configs" / "fashion_mnist_lenet.yaml")
@@ -118,7 +117,7 @@ def test_cli_prints_one_line_and_exits_2(tmp_path, capsys):
 
 def test_cli_process_has_no_traceback(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "run", str(tmp_path / "missing.yaml")],
+        [sys.executable, "-m", "convflow.pipelines.cli", "run", str(tmp_path / "missing.yaml")],
         capture_output=True,
         text=True,
     )

@@ -8,8 +8,7 @@ with the border rule documented in ``local_contrast_normalize``.
 import keras
 import numpy as np
 import pytest
-
-from models.layers import contrast
+from convflow.models.layers import contrast
 
 TOL = 1e-5
 
@@ -252,6 +251,6 @@ def test_layers_stay_float32_under_mixed_precision(rng):
 
 
 def test_params_know_the_same_interpolations():
-    from components.preprocess.params import INTERPOLATIONS
+    from convflow.components.preprocess.params import INTERPOLATIONS
 
     assert INTERPOLATIONS == contrast.INTERPOLATIONS

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from convflow.pipelines.cli import main
 from mlflow.tracking import MlflowClient
-
-from pipelines.cli import main
 
 NAME = "e2e_fashion"
 

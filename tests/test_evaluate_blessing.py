@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from components.evaluate import ChampionResult, EvaluateParams, decide, evaluate
-from components.evaluate import metrics as M
-from components.register import RegisterParams, register
-from components.train import TrainParams, train
+from convflow.components.evaluate import ChampionResult, EvaluateParams, decide, evaluate
+from convflow.components.evaluate import metrics as M
+from convflow.components.register import RegisterParams, register
+from convflow.components.train import TrainParams, train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fmnist_slices import run_component, small_pipeline_data

@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import fashion_mnist_slice, write_idx
+from convflow.components import examples
+from convflow.components.base import EXAMPLES, Artifact, ComponentError, Context, OutputArtifact
+from convflow.components.ingest import REJECTED_FILE, Params, ingest
+from convflow.components.ingest.params import IdxFiles
 from PIL import Image
-
-from components import examples
-from components.base import EXAMPLES, Artifact, ComponentError, Context, OutputArtifact
-from components.ingest import REJECTED_FILE, Params, ingest
-from components.ingest.params import IdxFiles
 
 
 def run_ingest(tmp_path, **params) -> Artifact:

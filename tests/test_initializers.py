@@ -7,10 +7,9 @@ import math
 import keras
 import numpy as np
 import pytest
-
-from models import initializers
-from models.kmeans_patches import KMeansPatches, kmeans_patch_kernels
-from models.registry import build
+from convflow.models import initializers
+from convflow.models.kmeans_patches import KMeansPatches, kmeans_patch_kernels
+from convflow.models.registry import build
 
 
 def np_kernel(init, shape):
@@ -148,7 +147,7 @@ def test_zca_whitening_flattens_the_patch_covariance():
     patches = np.random.default_rng(0).normal(size=(5000, 3)) @ np.array(
         [[3.0, 0, 0], [1.0, 1.0, 0], [0, 0.5, 0.2]]
     )
-    from models.kmeans_patches import zca_whitening
+    from convflow.models.kmeans_patches import zca_whitening
 
     mean, w = zca_whitening(patches, epsilon=0.0)
     white = (patches - mean) @ w

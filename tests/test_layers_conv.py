@@ -5,10 +5,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-
-from models.layers.locally_connected import LocallyConnected2D
-from models.layers.lrn import LocalResponseNormalization
-from models.layers.tiled import TiledConv2D
+from convflow.models.layers.locally_connected import LocallyConnected2D
+from convflow.models.layers.lrn import LocalResponseNormalization
+from convflow.models.layers.tiled import TiledConv2D
 
 RNG = np.random.default_rng(0)
 CASES = [  # (H, W, kernel, strides, padding)

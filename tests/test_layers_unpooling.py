@@ -5,8 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-
-from models.layers.unpooling import MaxPoolingWithArgmax2D, MaxUnpooling2D
+from convflow.models.layers.unpooling import MaxPoolingWithArgmax2D, MaxUnpooling2D
 
 
 def reference_pool(x, ph, pw):

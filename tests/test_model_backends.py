@@ -18,9 +18,8 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-
-import models
-from models.registry import get_spec
+from convflow import models
+from convflow.models.registry import get_spec
 
 BACKEND = "torch"
 INSTALL = "pip install torch==2.13.0 (the dev extra)"
@@ -31,8 +30,8 @@ HEAVY = {"resnet101", "resnet110", "resnet152", "densenet169", "densenet201"}
 CHILD = r"""
 import json, sys
 import keras, numpy as np
-import models
-from models.registry import get_spec
+from convflow import models
+from convflow.models.registry import get_spec
 
 work, backend, classes, seed, batch = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:])
 assert keras.backend.backend() == backend, keras.backend.backend()

@@ -5,14 +5,13 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-
-import models
-from models.alexnet import AlexNet
-from models.densenet import DenseNet, DenseNetBC
-from models.googlenet import INCEPTION, GoogLeNet
-from models.lenet import C3_TABLE, ConnectionTableConv2D, LeNet5, Subsampling2D
-from models.resnet import CifarResNet, ResNet, ZeroPadShortcut
-from models.vgg import VGG
+from convflow import models
+from convflow.models.alexnet import AlexNet
+from convflow.models.densenet import DenseNet, DenseNetBC
+from convflow.models.googlenet import INCEPTION, GoogLeNet
+from convflow.models.lenet import C3_TABLE, ConnectionTableConv2D, LeNet5, Subsampling2D
+from convflow.models.resnet import CifarResNet, ResNet, ZeroPadShortcut
+from convflow.models.vgg import VGG
 
 
 def trainable(model):

@@ -10,9 +10,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-
-import models
-from models.registry import describe, get_spec
+from convflow import models
+from convflow.models.registry import describe, get_spec
 
 BATCH, NUM_CLASSES = 2, 5
 

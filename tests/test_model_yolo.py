@@ -10,9 +10,8 @@ import sys
 import keras
 import numpy as np
 import pytest
-
-from models.registry import build, get_spec
-from models.yolo import YOLOv1Loss, decode_predictions, encode_targets, non_max_suppression
+from convflow.models.registry import build, get_spec
+from convflow.models.yolo import YOLOv1Loss, decode_predictions, encode_targets, non_max_suppression
 
 TINY = {"width_multiplier": 0.03125, "fc_units": 16}
 # keras-cv runs on TensorFlow only; every other test here runs on any Keras backend.
@@ -168,7 +167,7 @@ def test_yolov8_wrapper_builds_forwards_and_reloads_without_weights(tmp_path):
 
 
 def test_importing_the_zoo_does_not_import_keras_cv():
-    code = "import sys, models.zoo; print('keras_cv' in sys.modules)"
+    code = "import sys, convflow.models.zoo; print('keras_cv' in sys.modules)"
     env_out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True,
         env=os.environ,

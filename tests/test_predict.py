@@ -13,14 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from convflow.components.base import BLESSING, OutputArtifact
+from convflow.components.evaluate import BLESSING_FILE
+from convflow.components.register import RegisterParams, register
+from convflow.components.serving import CLASS_NAMES as META_KEY
+from convflow.components.serving import predict, tracking
+from convflow.components.train import TrainParams, train
 from PIL import Image
-
-from components.base import BLESSING, OutputArtifact
-from components.evaluate import BLESSING_FILE
-from components.register import RegisterParams, register
-from components.serving import CLASS_NAMES as META_KEY
-from components.serving import predict, tracking
-from components.train import TrainParams, train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import free_port
@@ -30,7 +29,7 @@ NAME = "fmnist_consumer"
 CHILD = textwrap.dedent(
     """
     import json, sys
-    from components.serving import predict
+    from convflow.components.serving import predict
     sys.stdout.write("EXIT %d\\n" % predict(sys.argv[1], sys.argv[2:]))
 
     # The README's three lines (plus imports):

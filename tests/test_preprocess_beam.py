@@ -9,11 +9,10 @@ import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
 from apache_beam.testing.util import assert_that, equal_to
+from convflow.components.examples import decode, encode, encode_batch
+from convflow.components.preprocess import beam_job
+from convflow.models.layers import contrast
 from tensorflow.core.example import example_pb2
-
-from components.examples import decode, encode, encode_batch
-from components.preprocess import beam_job
-from models.layers import contrast
 
 
 def batch(split, part, images, labels=None):

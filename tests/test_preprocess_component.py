@@ -5,9 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
-from components.base import (
+from convflow.components.base import (
     ARTIFACT_FILE,
     Artifact,
     ComponentError,
@@ -15,10 +13,11 @@ from components.base import (
     NullTracker,
     OutputArtifact,
 )
-from components.examples import encode, read_split, shard_name, write_shard
-from components.preprocess import Params, build_preprocessor, preprocess
-from components.preprocess.component import beam_options
-from components.preprocess.params import GcnParams, LcnParams
+from convflow.components.examples import encode, read_split, shard_name, write_shard
+from convflow.components.preprocess import Params, build_preprocessor, preprocess
+from convflow.components.preprocess.component import beam_options
+from convflow.components.preprocess.params import GcnParams, LcnParams
+from PIL import Image
 
 
 class RecordingTracker(NullTracker):

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from components.base import BLESSING, ComponentError, OutputArtifact
-from components.evaluate import BLESSING_FILE
-from components.register import RegisterParams, register
-from components.serving import tracking
-from components.train import TrainParams, train
+from convflow.components.base import BLESSING, ComponentError, OutputArtifact
+from convflow.components.evaluate import BLESSING_FILE
+from convflow.components.register import RegisterParams, register
+from convflow.components.serving import tracking
+from convflow.components.train import TrainParams, train
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fmnist_slices import publish, raw_splits, run_component, small_pipeline_data
@@ -115,14 +114,13 @@ def test_version_carries_lineage_signature_and_class_names(trained, tmp_path, sq
 
 def test_served_model_equals_network_on_raw_images(trained, tmp_path, sqlite_uri):
     import keras
-
-    from components.serving import load_network, load_served
+    from convflow.components.serving import load_network, load_served
 
     run_register(trained, tmp_path, sqlite_uri, True, None)
     with tracking(sqlite_uri):
         model, classes = load_served("models:/fmnist_lenet@champion")
     raw, _ = raw_splits(0, 0, 16)["test"]
-    from components.preprocess import build_preprocessor
+    from convflow.components.preprocess import build_preprocessor
 
     network = load_network(trained["model"])
     expected = keras.ops.softmax(network(build_preprocessor(trained["pre"].properties)(raw)))

@@ -12,12 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
+from convflow.components.base import EXAMPLES, MODEL, Context, component
+from convflow.pipelines import runner
+from convflow.pipelines.dag import Pipeline, PipelineError
+from convflow.pipelines.store import ArtifactStore, StoreLockedError
 from mlflow.tracking import MlflowClient
-
-from components.base import EXAMPLES, MODEL, Context, component
-from pipelines import runner
-from pipelines.dag import Pipeline, PipelineError
-from pipelines.store import ArtifactStore, StoreLockedError
 
 
 @pytest.fixture
@@ -172,7 +171,7 @@ def test_lock_rejects_a_second_run(tmp_path):
             [
                 sys.executable,
                 "-c",
-                "from pipelines.store import ArtifactStore; import sys;"
+                "from convflow.pipelines.store import ArtifactStore; import sys;"
                 f"ArtifactStore({str(tmp_path)!r}).lock().__enter__()",
             ],
             capture_output=True,
@@ -257,16 +256,21 @@ def test_dag_order_select_and_wiring_errors():
 def test_train_cache_key_sees_the_model_zoo_sources():
     # The train step builds models by name through the registry; the family modules must
     # still be part of its source closure, or editing a model would leave a stale cache.
-    from pipelines.cache import source_closure
+    from convflow.pipelines.cache import source_closure
 
-    modules = {name for name, _ in source_closure("components.train.component")}
-    assert {"models.lenet", "models.resnet", "models.layers.tiled", "models.common"} <= modules
-    assert "components.ingest.component" not in modules
+    modules = {name for name, _ in source_closure("convflow.components.train.component")}
+    assert {
+        "convflow.models.lenet",
+        "convflow.models.resnet",
+        "convflow.models.layers.tiled",
+        "convflow.models.common",
+    } <= modules
+    assert "convflow.components.ingest.component" not in modules
 
 
 def test_artifact_properties_are_part_of_the_fingerprint(fake, fakeflow):
     # Same bytes, other properties (say, renamed classes) must not look like the same input.
-    from components.base import OutputArtifact
+    from convflow.components.base import OutputArtifact
 
     store = ArtifactStore(Path(fake.root))
     fingerprints = []
@@ -281,7 +285,7 @@ def test_artifact_properties_are_part_of_the_fingerprint(fake, fakeflow):
 
 
 def test_relative_sqlite_uri_keeps_artifacts_beside_the_db(tmp_path, monkeypatch):
-    from pipelines.tracking import resolve_uri
+    from convflow.pipelines.tracking import resolve_uri
 
     monkeypatch.chdir(tmp_path)
     uri, artifacts = resolve_uri("sqlite:///sub/mlflow.db")
@@ -308,8 +312,12 @@ def test_a_bug_is_one_line_with_its_traceback_kept(fake, sqlite_uri):
 def test_a_parent_package_does_not_pull_in_what_it_loads_lazily():
     # preprocess uses models.layers.contrast; importing it runs models/__init__, which
     # loads the zoo only when a model is built. Editing a model must not re-run Beam.
-    from pipelines.cache import source_closure
+    from convflow.pipelines.cache import source_closure
 
-    modules = {name for name, _ in source_closure("components.preprocess.component")}
-    assert {"models.layers.contrast", "models", "models.registry"} <= modules
-    assert not {"models.zoo", "models.yolo", "models.lenet"} & modules
+    modules = {name for name, _ in source_closure("convflow.components.preprocess.component")}
+    assert {
+        "convflow.models.layers.contrast",
+        "convflow.models",
+        "convflow.models.registry",
+    } <= modules
+    assert not {"convflow.models.zoo", "convflow.models.yolo", "convflow.models.lenet"} & modules

@@ -6,9 +6,8 @@ import re
 import time
 
 from conftest import free_port
+from convflow.pipelines.cli import main
 from mlflow.tracking import MlflowClient
-
-from pipelines.cli import main
 
 
 def test_ingest_pipeline_is_recorded_on_a_real_server(mlflow_server, small_idx, tmp_path, capsys):

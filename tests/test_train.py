@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from components.base import MODEL, ComponentError, Context, OutputArtifact
-from components.train import TrainParams, train
-from components.train.optim import WarmupSchedule
-from components.train.params import EarlyStoppingParams
-from components.train.runtime import cpu_supports_bfloat16, resolve_precision
+from convflow.components.base import MODEL, ComponentError, Context, OutputArtifact
+from convflow.components.train import TrainParams, train
+from convflow.components.train.optim import WarmupSchedule
+from convflow.components.train.params import EarlyStoppingParams
+from convflow.components.train.runtime import cpu_supports_bfloat16, resolve_precision
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fmnist_slices import raw_splits, write_examples
@@ -30,9 +29,9 @@ CHILD = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from components.base import Artifact, Context, OutputArtifact
-    from components.train import TrainParams, train
-    from components.train.checkpoint import EpochCheckpoint
+    from convflow.components.base import Artifact, Context, OutputArtifact
+    from convflow.components.train import TrainParams, train
+    from convflow.components.train.checkpoint import EpochCheckpoint
 
     examples, out, work, slow = sys.argv[1:5]
     if slow == "1":  # the killed run: sleep after epoch 2 is on disk, so the kill lands there
@@ -177,10 +176,9 @@ def test_auto_precision_per_device():
 
 def test_float16_gets_loss_scaling_and_float32_logits():
     import keras
-
-    from components.train.component import build_network
-    from components.train.optim import make_loss, make_optimizer
-    from components.train.runtime import dtype_policy
+    from convflow.components.train.component import build_network
+    from convflow.components.train.optim import make_loss, make_optimizer
+    from convflow.components.train.runtime import dtype_policy
 
     with dtype_policy("mixed_float16"):
         model = build_network(PARAMS, (28, 28, 1), 10)
@@ -204,8 +202,7 @@ def test_first_layer_from_kmeans_kernels_stays_frozen(examples, tmp_path):
     # The lecture's "kernels without supervised training": k-means centroids of whitened
     # patches of the training images, kept fixed while the rest of the network trains.
     import keras
-
-    from models.initializers import first_conv
+    from convflow.models.initializers import first_conv
 
     params = replace(
         PARAMS, epochs=1, first_layer_init={"name": "kmeans", "seed": 0}, freeze_first_layer=True
@@ -216,8 +213,8 @@ def test_first_layer_from_kmeans_kernels_stays_frozen(examples, tmp_path):
     assert not first_conv(model).trainable
     # Spherical k-means centroids, whitening folded in: no two output kernels are equal, and
     # re-learning them from the same images with the same seed gives the same kernels.
-    from components.examples import read_split
-    from models.initializers import get
+    from convflow.components.examples import read_split
+    from convflow.models.initializers import get
 
     again = np.asarray(
         get({"name": "kmeans", "seed": 0, "patches_from": read_split(examples, "train")[0][:5000]})(

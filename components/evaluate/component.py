@@ -19,8 +19,7 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
-
-from components.base import (
+from convflow.components.base import (
     BLESSING,
     EVALUATION,
     EXAMPLES,
@@ -30,11 +29,17 @@ from components.base import (
     component,
     param,
 )
-from components.evaluate import metrics as M
-from components.evaluate import plots
-from components.evaluate.blessing import ChampionResult, decide
-from components.examples import SPLITS, dataset, read_split
-from components.serving import CHAMPION, load_network, load_served, serving_model_for, tracking
+from convflow.components.evaluate import metrics as M
+from convflow.components.evaluate import plots
+from convflow.components.evaluate.blessing import ChampionResult, decide
+from convflow.components.examples import SPLITS, dataset, read_split
+from convflow.components.serving import (
+    CHAMPION,
+    load_network,
+    load_served,
+    serving_model_for,
+    tracking,
+)
 
 METRICS_FILE, PER_CLASS_FILE, BLESSING_FILE = "metrics.json", "per_class.json", "blessing.json"
 CONFUSION_FILE, MISCLASSIFIED_FILE = "confusion_matrix.png", "misclassified.png"

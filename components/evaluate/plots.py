@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from components.train.plots import _pyplot
+from convflow.components.train.plots import _pyplot
 
 
 def confusion_matrix(cm: np.ndarray, class_names, path: Path) -> Path:

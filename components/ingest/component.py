@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
-
-from components import examples
-from components.base import EXAMPLES, ComponentError, Context, component
-from components.ingest import folder, idx, tfds_source
-from components.ingest.params import Params
-from components.ingest.split import maybe_stack, stratified_sample, stratified_split, take
+from convflow.components import examples
+from convflow.components.base import EXAMPLES, ComponentError, Context, component
+from convflow.components.ingest import folder, idx, tfds_source
+from convflow.components.ingest.params import Params
+from convflow.components.ingest.split import maybe_stack, stratified_sample, stratified_split, take
 
 REJECTED_FILE = "rejected.jsonl"
 

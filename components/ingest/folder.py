@@ -8,8 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from components.base import ComponentError
+from convflow.components.base import ComponentError
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp"}
 

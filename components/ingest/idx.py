@@ -9,8 +9,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-
-from components.base import ComponentError
+from convflow.components.base import ComponentError
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 

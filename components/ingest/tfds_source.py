@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from components.base import ComponentError
+from convflow.components.base import ComponentError
 
 
 def read(name: str, data_dir: str | None, download: bool, progress):

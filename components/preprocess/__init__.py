@@ -4,8 +4,8 @@
 layers from its output Examples' properties, for the served model.
 """
 
-from components.preprocess.component import preprocess
-from components.preprocess.params import Params
-from components.preprocess.serving import build_preprocessor, preprocessing_layers
+from convflow.components.preprocess.component import preprocess
+from convflow.components.preprocess.params import Params
+from convflow.components.preprocess.serving import build_preprocessor, preprocessing_layers
 
 __all__ = ["Params", "build_preprocessor", "preprocess", "preprocessing_layers"]

@@ -22,12 +22,11 @@ import keras
 import numpy as np
 from apache_beam.metrics.metric import Metrics, MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
-
-from components.examples import encode_batch
-from components.preprocess.params import CROP, GCN, LCN, RESIZE, STANDARDIZE
-from components.preprocess.records import decode_records, read_records
-from components.preprocess.stats import MergeMoments, Moments
-from models.layers import contrast
+from convflow.components.examples import encode_batch
+from convflow.components.preprocess.params import CROP, GCN, LCN, RESIZE, STANDARDIZE
+from convflow.components.preprocess.records import decode_records, read_records
+from convflow.components.preprocess.stats import MergeMoments, Moments
+from convflow.models.layers import contrast
 
 NAMESPACE = "preprocess"
 REJECTED = "rejected"

@@ -15,14 +15,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from components import examples
-from components.base import EXAMPLES, STATISTICS, Artifact, ComponentError, Context, component
-from components.examples import SPLITS, shard_name, split_files
-from components.preprocess.params import CROP, RESIZE, Params, check
+from convflow.components import examples
+from convflow.components.base import (
+    EXAMPLES,
+    STATISTICS,
+    Artifact,
+    ComponentError,
+    Context,
+    component,
+)
+from convflow.components.examples import SPLITS, shard_name, split_files
+from convflow.components.preprocess.params import CROP, RESIZE, Params, check
 
 if TYPE_CHECKING:
-    from components.preprocess.beam_job import JobSpec
+    from convflow.components.preprocess.beam_job import JobSpec
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +54,7 @@ def beam_options(params: Params) -> list[str]:
 
 def _channels(source: Artifact) -> int:
     """The channel count every image must have: from image_shape, else the first record."""
-    from components.preprocess import records
+    from convflow.components.preprocess import records
 
     shape = source.properties.get("image_shape")
     if shape:
@@ -90,9 +96,8 @@ def _transform_settings(params: Params) -> dict:
 def _samples(spec: JobSpec, n: int) -> dict[str, np.ndarray] | None:
     """The first ``n`` valid training images: raw (after crop/resize), GCN and LCN."""
     import keras
-
-    from components.preprocess import records
-    from models.layers import contrast
+    from convflow.components.preprocess import records
+    from convflow.models.layers import contrast
 
     split = "train" if any(t[0] == "train" for t in spec.tasks) else spec.tasks[0][0]
     raw = []
@@ -160,8 +165,8 @@ def preprocess(ctx: Context) -> None:
     figure comparing GCN and LCN) and ``rejected.jsonl`` (one dead letter per line, with
     its reason).
     """
-    from components.preprocess import beam_job
-    from components.preprocess.stats import plot_samples
+    from convflow.components.preprocess import beam_job
+    from convflow.components.preprocess.stats import plot_samples
 
     params: Params = ctx.params
     check(params)

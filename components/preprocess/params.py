@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.base import param
+from convflow.components.base import param
 
 # models.layers.contrast.INTERPOLATIONS, repeated so that reading params needs no keras
 # (a test keeps the two equal).
@@ -78,7 +78,7 @@ class Params:
 
 def check(params: Params) -> None:
     """Cross-field checks the per-field limits cannot express; raises ComponentError."""
-    from components.base import ComponentError
+    from convflow.components.base import ComponentError
 
     steps = list(params.steps)
     if len(set(steps)) != len(steps):

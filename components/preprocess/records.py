@@ -11,8 +11,7 @@ fills a byte template per batch, since every record of a batch has the same shap
 from __future__ import annotations
 
 import numpy as np
-
-from components.examples import (
+from convflow.components.examples import (
     IMAGE,
     LABEL,
     SHAPE,

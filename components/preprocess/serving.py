@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from components.preprocess.params import CROP, GCN, LCN, RESIZE, STANDARDIZE
+from convflow.components.preprocess.params import CROP, GCN, LCN, RESIZE, STANDARDIZE
 
 if TYPE_CHECKING:
     import keras
 
 
 def _layer(step: str, cfg: Mapping[str, Any]) -> keras.layers.Layer:
-    from models.layers import contrast  # keras: imported when a model is built, not before
+    from convflow.models.layers import contrast  # keras: imported when a model is built, not before
 
     if step == CROP:
         return contrast.CenterSquareCrop(name="square_crop")
@@ -42,7 +42,7 @@ def preprocessing_layers(properties: Mapping[str, Any]) -> list[keras.layers.Lay
             "These Examples have no 'preprocess' property; pass the output of the preprocess "
             f"step, not the ingest step (keys: {sorted(properties)})"
         )
-    from models.layers import contrast
+    from convflow.models.layers import contrast
 
     cfg = properties["preprocess"]
     return [contrast.UnitScale(name="scale"), *(_layer(s, cfg) for s in cfg["steps"])]

@@ -1,7 +1,7 @@
 """The train step: params, input pipeline, runtime (precision, strategy) and the component."""
 
-from components.train.component import MODEL_FILE, build_network, train
-from components.train.params import AugmentParams, EarlyStoppingParams, TrainParams
+from convflow.components.train.component import MODEL_FILE, build_network, train
+from convflow.components.train.params import AugmentParams, EarlyStoppingParams, TrainParams
 
 __all__ = [
     "MODEL_FILE",

@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import keras
-
-from components.base import ComponentError
-from components.train.params import EarlyStoppingParams
+from convflow.components.base import ComponentError
+from convflow.components.train.params import EarlyStoppingParams
 
 STATE = "state.json"
 BEST = "best.weights.h5"

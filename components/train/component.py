@@ -6,9 +6,9 @@ import json
 import time
 from pathlib import Path
 
-from components.base import EXAMPLES, MODEL, ComponentError, Context, component
-from components.train import data, plots, runtime
-from components.train.params import TrainParams
+from convflow.components.base import EXAMPLES, MODEL, ComponentError, Context, component
+from convflow.components.train import data, plots, runtime
+from convflow.components.train.params import TrainParams
 
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.json"
@@ -19,7 +19,7 @@ KERNELS_FILE = "first_layer_kernels.png"
 
 def build_network(p: TrainParams, input_shape, num_classes: int):
     """The zoo model, ending in float32 logits (softmax is added for serving)."""
-    import models
+    from convflow import models
 
     try:
         return models.build(
@@ -50,8 +50,8 @@ def _check_monitor(p: TrainParams, has_validation: bool) -> TrainParams:
 
 
 def _init_first_layer(model, p: TrainParams, examples) -> None:
-    from components.examples import read_split
-    from models.initializers import init_first_conv
+    from convflow.components.examples import read_split
+    from convflow.models.initializers import init_first_conv
 
     spec = dict(p.first_layer_init)
     if spec.get("name") == "kmeans" and "patches_from" not in spec:
@@ -65,14 +65,13 @@ def _init_first_layer(model, p: TrainParams, examples) -> None:
 
 def _compiled_model(p, input_shape, num_classes, steps, state, ckpt_dir, examples):
     import keras
-
-    from components.train import optim
+    from convflow.components.train import optim
 
     if state is not None:
         # The checkpoint holds weights, optimizer slots, step counter and seed states. Its
         # custom layers and initializers must be registered before it is deserialized.
-        import models.initializers
-        import models.zoo  # noqa: F401
+        import convflow.models.initializers
+        import convflow.models.zoo  # noqa: F401
 
         return keras.saving.load_model(ckpt_dir / state["file"])
     model = build_network(p, input_shape, num_classes)
@@ -92,7 +91,7 @@ def _compiled_model(p, input_shape, num_classes, steps, state, ckpt_dir, example
 def train(ctx: Context) -> None:
     """Fits ``train.model`` on the train split, validating on the validation split."""
     # Keras/TF load here, not at import: the CLI imports components to validate configs.
-    from components.train.checkpoint import EpochCheckpoint, load_state
+    from convflow.components.train.checkpoint import EpochCheckpoint, load_state
 
     examples = ctx.inputs["examples"]
     input_shape, num_classes = data.check_examples(examples)

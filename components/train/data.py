@@ -10,10 +10,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-from components.base import Artifact, ComponentError
-from components.examples import dataset
-from components.train.params import AugmentParams, TrainParams
+from convflow.components.base import Artifact, ComponentError
+from convflow.components.examples import dataset
+from convflow.components.train.params import AugmentParams, TrainParams
 
 AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing tensorflow at module load
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 
 import keras
+from convflow.components.train.params import TrainParams
 from keras import ops
-
-from components.train.params import TrainParams
 
 
 @keras.saving.register_keras_serializable(package="convflow")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from components.base import ComponentError
+from convflow.components.base import ComponentError
 
 # CPU flags that make bfloat16 matmuls/convolutions native (oneDNN uses them); without
 # them bfloat16 is emulated and slower than float32.

@@ -11,9 +11,8 @@ translation, with only t² times a convolution's parameters.
 from __future__ import annotations
 
 import keras
+from convflow.models.layers.locally_connected import PatchConv2D, check_spatial, extract_patches
 from keras import ops
-
-from models.layers.locally_connected import PatchConv2D, check_spatial, extract_patches
 
 
 @keras.saving.register_keras_serializable(package="convflow")

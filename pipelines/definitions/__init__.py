@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from pipelines.config import ConfigError
+from convflow.pipelines.config import ConfigError
 
-TEMPLATES = {"image_classification": "pipelines.definitions.image_classification"}
+TEMPLATES = {"image_classification": "convflow.pipelines.definitions.image_classification"}
 
 
 def get(template: str) -> ModuleType:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from components.evaluate import evaluate
-from components.ingest import ingest
-from components.preprocess import preprocess
-from components.register import register
-from components.train import train
-from pipelines.config import Config
-from pipelines.dag import Pipeline
+from convflow.components.evaluate import evaluate
+from convflow.components.ingest import ingest
+from convflow.components.preprocess import preprocess
+from convflow.components.register import register
+from convflow.components.train import train
+from convflow.pipelines.config import Config
+from convflow.pipelines.dag import Pipeline
 
 COMPONENTS = {c.name: c for c in (ingest, preprocess, train, evaluate, register)}
 

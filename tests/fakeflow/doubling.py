@@ -1,6 +1,7 @@
 """The fake `double` component: the only one that imports fakeflow.helper."""
 
-from components.base import EXAMPLES, ComponentError, Context, component
+from convflow.components.base import EXAMPLES, ComponentError, Context, component
+
 from fakeflow.helper import scale
 from fakeflow.steps import Params, read, record, write
 

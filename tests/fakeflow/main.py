@@ -2,8 +2,9 @@
 
 import sys
 
+from convflow.pipelines import runner
+
 from fakeflow.pipeline import build
-from pipelines import runner
 
 if __name__ == "__main__":
     root, uri, log = sys.argv[1:4]

@@ -1,9 +1,10 @@
 """The fake pipeline: produce -> double -> consume."""
 
+from convflow.pipelines.config import resolve
+from convflow.pipelines.dag import Pipeline
+
 from fakeflow.doubling import double
 from fakeflow.steps import Params, consume, produce
-from pipelines.config import resolve
-from pipelines.dag import Pipeline
 
 COMPONENTS = {"produce": produce, "double": double, "consume": consume}
 

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from components.base import EXAMPLES, MODEL, Context, component, param
+from convflow.components.base import EXAMPLES, MODEL, Context, component, param
 
 
 @dataclass(frozen=True)
