@@ -20,6 +20,8 @@ REQUIRES = [
     "tqdm>=4.66",
     "matplotlib>=3.8",
     "pillow>=10",
+    # COCO mAP for the detection pipeline: the reference implementation (Lin et al. 2014).
+    "pycocotools==2.0.11",
 ]
 
 setup(
