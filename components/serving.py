@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+from convflow.components.images import WHITE, ImageRejected, decode_file, to_channels
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 MODEL_ARTIFACT = "serving_model"
@@ -163,11 +164,13 @@ def model_channels(model) -> int:
     return int(spec.shape[-1])
 
 
-def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
+def read_image(
+    path: str | os.PathLike, channels: int, background: Sequence[int] = WHITE
+) -> np.ndarray:
     """A file as a uint8 (H, W, C) array: any PIL image, or a .npy array of uint8 pixels.
 
-    Colour images are converted to grayscale for a 1-channel model and vice versa (PIL
-    modes "L"/"RGB"), which is how a human would feed the model.
+    Image files go through the same decoder as ingest (components.images: EXIF orientation,
+    bit depth scaled, transparency over ``background``), then to the model's channel count.
 
     Raises:
         ValueError: the file is not an image, or its array has an unusable shape/dtype.
@@ -182,15 +185,11 @@ def read_image(path: str | os.PathLike, channels: int) -> np.ndarray:
         if array.dtype != np.uint8:
             raise ValueError(f"expected uint8 pixels, got dtype {array.dtype}")
         return array
-    from PIL import Image, UnidentifiedImageError
-
     try:
-        with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB")
-            array = np.asarray(image, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise ValueError(f"not a readable image ({type(e).__name__}: {e})") from None
-    return array[..., None] if array.ndim == 2 else array
+        return to_channels(decode_file(path, background), channels)
+    except (ImageRejected, OSError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else e
+        raise ValueError(f"not a readable image ({reason})") from None
 
 
 def classify(model, classes: Sequence[str], image: np.ndarray) -> tuple[str, float]:

@@ -15,7 +15,7 @@ REJECTED_FILE = "rejected.jsonl"
 
 
 def _read_source(p: Params, ctx: Context):
-    """Returns (class names, {split: (images, labels)}, rejected, records seen)."""
+    """Returns (class names, {split: (images, labels)}, rejected, extra properties)."""
     if p.source == "idx":
         names = list(p.idx.class_names)
         rejected, splits = [], {}
@@ -26,30 +26,21 @@ def _read_source(p: Params, ctx: Context):
             images, labels, bad = idx.read_pair(im, lb, len(names))
             splits[split] = (images, labels)
             rejected += bad
-        return names, splits, rejected
+        return names, splits, rejected, {}
     if p.source == "tfds":
         names, splits = tfds_source.read(
             p.tfds_name, p.tfds_data_dir, p.tfds_download, ctx.progress
         )
-        return names, splits, []
-    names, files = folder.layout(p.folder)
-    splits, rejected = {}, []
-    for split, split_files in files.items():
-        images, labels, bad = folder.read_split(split_files, ctx.progress)
-        splits[split] = (images, labels)
-        rejected += bad
-    everything = [im for images, _ in splits.values() for im in images]
-    converted = iter(folder.to_channels(everything, p.channels))
-    splits = {
-        s: ([next(converted) for _ in images], labels) for s, (images, labels) in splits.items()
-    }
-    return names, splits, rejected
+        return names, splits, [], {}
+    return folder.read(p, ctx.progress)
 
 
 def _carve(splits: dict, p: Params) -> dict:
-    """Makes train/validation/test: test from an unsplit folder, validation from train."""
+    """Makes train/validation/test: test and validation carved from train when missing."""
     if "all" in splits:
-        images, labels = splits.pop("all")
+        splits["train"] = splits.pop("all")
+    if "test" not in splits:
+        images, labels = splits["train"]
         keep, test = stratified_split(labels, p.test_fraction, p.seed)
         splits["train"] = (take(images, keep), labels[keep])
         splits["test"] = (take(images, test), labels[test])
@@ -91,7 +82,7 @@ def ingest(ctx: Context) -> None:
     """Reads the configured source and writes train/validation/test TFRecord shards."""
     p: Params = ctx.params
     out = ctx.outputs["examples"]
-    names, splits, rejected = _read_source(p, ctx)
+    names, splits, rejected, extra = _read_source(p, ctx)
     accepted = sum(len(labels) for _, labels in splits.values())
     _check_rejections(rejected, accepted, p, ctx)
     splits = _carve(splits, p)
@@ -115,6 +106,7 @@ def ingest(ctx: Context) -> None:
         label_histogram=histogram,
         rejected=len(rejected),
         source=p.source,
+        **extra,
     )
     ctx.log_metrics(
         {f"{s}_examples": e["count"] for s, e in entries.items()} | {"rejected": len(rejected)}

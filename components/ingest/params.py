@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from convflow.components.base import param
+from convflow.components.images import parse_colour
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = [
@@ -20,6 +21,14 @@ FASHION_MNIST_CLASSES = [
     "Ankle boot",
 ]
 SOURCES = ("idx", "tfds", "folder")
+SPLIT_NAMES = {
+    "train": "train",
+    "val": "validation",
+    "valid": "validation",
+    "validation": "validation",
+    "dev": "validation",
+    "test": "test",
+}
 
 
 @dataclass(frozen=True)
@@ -45,7 +54,17 @@ class Params:
         tfds_data_dir: TFDS data_dir holding prepared data (None: TFDS's default).
         tfds_download: download and prepare when the data is not there (needs internet).
         folder: the image folder, for source "folder".
-        channels: "auto" (RGB if any image is colour, else grayscale), "grayscale", "rgb".
+        channels: one channel count for every image of a folder dataset: "majority" (the
+            count most files decode to, ties to RGB), "grayscale" or "rgb".
+        background: colour that transparent pixels are composited over (a Pillow colour
+            name or "#rrggbb"); serving uses the same default, white.
+        max_image_pixels: an image with more pixels is a rejected record (None: Pillow's
+            MAX_IMAGE_PIXELS, 89,478,485).
+        split_names: top-level folder name (case-insensitive) -> split it holds.
+        on_duplicates: the same file content in two splits: "warn" (count + warning),
+            "drop" (remove the later split's copy) or "fail".
+        fingerprint: how the source data enters the cache key: "stat" (sorted listing with
+            size and mtime of every file) or "content" (sha256 of every file).
         test_fraction: share carved out as test split when a folder has no test/ level.
         validation_fraction: share of train carved out (stratified, seeded) as validation.
         seed: seed of the splits and of max_examples sampling.
@@ -61,7 +80,12 @@ class Params:
     tfds_data_dir: str | None = param(None)
     tfds_download: bool = param(False)
     folder: str | None = param(None)
-    channels: str = param("auto", choices=("auto", "grayscale", "rgb"))
+    channels: str = param("majority", choices=("majority", "grayscale", "rgb"))
+    background: str = param("white")
+    max_image_pixels: int | None = param(None, min=1)
+    split_names: dict[str, str] = param(default_factory=lambda: dict(SPLIT_NAMES))
+    on_duplicates: str = param("warn", choices=("warn", "drop", "fail"))
+    fingerprint: str = param("stat", choices=("stat", "content"))
     test_fraction: float = param(0.2, min=0.0, max=0.9)
     validation_fraction: float = param(0.1, min=0.0, max=0.9)
     seed: int = param(0, min=0)
@@ -72,3 +96,11 @@ class Params:
     def __post_init__(self):
         if self.source == "folder" and not self.folder:
             raise ValueError("source 'folder' needs ingest.folder: the image directory")
+        parse_colour(self.background)  # raises ValueError naming the value
+        bad = sorted(
+            v for v in self.split_names.values() if v not in ("train", "validation", "test")
+        )
+        if bad:
+            raise ValueError(
+                f"split_names: {bad[0]!r} is not a split; expected train, validation or test"
+            )
