@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 from convflow.components.base import ComponentError
-from convflow.components.ingest import folder
+from convflow.components.images import decode_file
 
 IGNORE_INDEX = 255  # Pascal VOC's "void": excluded from the loss and the metrics
 SPLIT_ALIASES = {"train": "train", "val": "validation", "valid": "validation"} | {
@@ -54,8 +54,12 @@ class MaskRecord:
 
 
 def decode_image(path: Path) -> np.ndarray:
-    """The project's one image decoder; raises ValueError with the reason."""
-    return folder.decode(path)
+    """The project's one image decoder (:func:`components.images.decode_file`).
+
+    Raises:
+        ValueError: (``ImageRejected``) the reason the file is not a usable picture.
+    """
+    return decode_file(path)
 
 
 def decode_mask(path: Path) -> np.ndarray:
