@@ -219,18 +219,107 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
+MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: configs are hand-written; anything bigger is a mistake
+MAX_CONFIG_NODES = 100_000  # values after aliases expand; a "billion laughs" file stops here
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys in one mapping (YAML says they are an error)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise ConfigError(
+                    f"line {line}: duplicate key {key!r} (first on line {seen[key]}); "
+                    "keep one of them"
+                )
+            if isinstance(key, typing.Hashable):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """Nodes the document has once every alias is expanded (shared nodes counted per use)."""
+    memo: dict[int, int] = {}
+    order, stack = [], [root]
+    while stack:  # iterative post-order: deep nesting must not hit the recursion limit
+        node = stack.pop()
+        if id(node) in memo:
+            continue
+        memo[id(node)] = 0
+        order.append(node)
+        stack.extend(_children(node))
+    for node in reversed(order):
+        memo[id(node)] = min(1 + sum(memo[id(c)] for c in _children(node)), 1 << 62)
+    return memo[id(root)]
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _config_text(p: Path, path: str | Path) -> str:
+    if p.is_dir():
+        raise ConfigError(f"{path} is a directory; give a YAML file such as configs/<name>.yaml")
     if not p.is_file():
         raise ConfigError(f"config file not found: {str(path)!r}; configs live in configs/")
+    size = p.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path} is {size:,} bytes, above the {MAX_CONFIG_BYTES:,}-byte limit for a config; "
+            "is it the right file?"
+        )
+    raw = p.read_bytes()
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: line {line}: not UTF-8 text (byte 0x{raw[e.start]:02x}); "
+            "save the file as UTF-8"
+        ) from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Reads a config file: UTF-8, at most MAX_CONFIG_BYTES, no duplicate keys, and no
+    aliases that expand beyond MAX_CONFIG_NODES values.
+
+    Raises:
+        ConfigError: one line naming the file, the line where known, and what to do.
+    """
+    p = Path(path)
+    text = _config_text(p, path)
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and _expanded_size(node) > MAX_CONFIG_NODES:
+            raise ConfigError(
+                f"{path}: its anchors and aliases expand to more than {MAX_CONFIG_NODES:,} "
+                "values; write the values out instead of nesting aliases"
+            )
+        data = (loader.construct_document(node) if node is not None else None) or {}
+    except ConfigError as e:
+        msg = str(e)
+        raise ConfigError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(
             f"{path}:{where} is not valid YAML ({getattr(e, 'problem', e)})"
         ) from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config") from None
+    finally:
+        loader.dispose()
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
     return data

@@ -146,3 +146,75 @@ def test_unwritable_artifact_root_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+BILLION_LAUGHS = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+pipeline: {name: *i}
+"""
+
+
+def _hostile(tmp_path, case: str) -> tuple[str, str]:
+    """(config path, what its one-line error must say) for each kind of hostile file."""
+    if case == "latin1":
+        path = tmp_path / "latin1.yaml"
+        path.write_bytes("pipeline:\n  name: caf\xe9\n".encode("latin-1"))
+        return str(path), "line 2: not UTF-8 text (byte 0xe9); save the file as UTF-8"
+    if case == "directory":
+        return str(tmp_path), "is a directory; give a YAML file"
+    if case == "duplicate":
+        path = write(tmp_path, "pipeline:\n  name: a\ntrain:\n  epochs: 1\n  epochs: 50\n")
+        return path, "line 5: duplicate key 'epochs' (first on line 4); keep one of them"
+    if case == "huge":
+        path = tmp_path / "huge.yaml"
+        path.write_text("pipeline: {name: x}\n" + "# padding\n" * 200_000)
+        return str(path), "bytes, above the 1,048,576-byte limit for a config"
+    path = tmp_path / "laughs.yaml"
+    path.write_text(BILLION_LAUGHS)
+    return str(path), "anchors and aliases expand to more than 100,000 values"
+
+
+HOSTILE = ("latin1", "directory", "duplicate", "huge", "laughs")
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+def test_hostile_config_is_one_line_within_a_second(tmp_path, case):
+    import time
+
+    path, expected = _hostile(tmp_path, case)
+    t0 = time.perf_counter()
+    msg = error_of(path)
+    assert time.perf_counter() - t0 < 1.0
+    assert expected in msg and "\n" not in msg
+    assert msg.startswith(path)
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+def test_hostile_config_cli_exits_2_with_one_line(tmp_path, case):
+    path, expected = _hostile(tmp_path, case)
+    proc = subprocess.run(
+        [sys.executable, "-m", "convflow.pipelines.cli", "validate", path],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0]
+
+
+def test_aliases_that_do_not_explode_still_work(tmp_path):
+    path = write(
+        tmp_path,
+        "pipeline: {name: x}\ningest: {seed: &s 3}\ntrain: {seed: *s}\n",
+    )
+    cfg, _ = load_config(path, [])
+    assert cfg["ingest"].seed == 3 and cfg["train"].seed == 3

@@ -258,3 +258,72 @@ def test_tfds_not_prepared_offline_is_a_clear_error(tmp_path):
 def test_params_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         Params().seed = 3  # type: ignore[misc]
+
+
+def _idx_header_lie(path: Path, declared: int, real: int, compress: bool) -> Path:
+    """An image IDX file whose header declares ``declared`` 28×28 records but holds ``real``."""
+    images, _ = fashion_mnist_slice("train", real)
+    raw = bytes([0, 0, 8, 3]) + b"".join(d.to_bytes(4, "big") for d in (declared, 28, 28))
+    data = raw + images.tobytes()
+    path.write_bytes(gzip.compress(data) if compress else data)
+    return path
+
+
+IDX_LIE_CHILD = """
+import resource, sys, time
+resource.setrlimit(resource.RLIMIT_AS, (1 << 31, 1 << 31))  # 2 GiB of address space
+from convflow.components.ingest import idx
+t0 = time.perf_counter()
+images, labels, rejected = idx.read_pair(sys.argv[1], sys.argv[2], 10)
+print(len(images), len(rejected), sum(int(r.get("count", 1)) for r in rejected),
+      round(time.perf_counter() - t0, 2))
+"""
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_idx_header_lie_is_checked_in_constant_memory(tmp_path, compress):
+    import os
+    import subprocess
+    import sys
+
+    declared = 2**31 - 1  # 1.6 TB of 28×28 images claimed by a 4-byte count
+    images = _idx_header_lie(tmp_path / "lie.idx", declared, 50, compress)
+    labels = write_idx(tmp_path / "labels.gz", fashion_mnist_slice("train", 50)[1])
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", IDX_LIE_CHILD, str(images), str(labels)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    kept, listed, count, seconds = proc.stdout.split()
+    assert int(kept) == 50 and int(count) == declared - 50
+    assert int(listed) == 1000 + 1  # 1000 listed, the rest one aggregated rejection
+    assert float(seconds) < 5
+
+
+def test_idx_header_lie_fails_the_step_with_one_line(tmp_path, small_idx):
+    lie = _idx_header_lie(tmp_path / "lie.gz", 10**9, 600, True)
+    files = {**small_idx, "train_images": str(lie)}
+    with pytest.raises(ComponentError, match=r"^999,999,400 of 1,000,000,200 records rejected"):
+        run_ingest(tmp_path, idx=idx_params(files))
+
+
+def test_idx_dimensions_that_do_not_match_the_data(tmp_path, small_idx):
+    images, _ = fashion_mnist_slice("train", 600)
+    wrong = bytes([0, 0, 8, 3]) + b"".join(d.to_bytes(4, "big") for d in (600, 20, 20))
+    (tmp_path / "dims.gz").write_bytes(gzip.compress(wrong + images.tobytes()))
+    files = {**small_idx, "train_images": str(tmp_path / "dims.gz")}
+    with pytest.raises(ComponentError, match="its header declares 600 records of shape"):
+        run_ingest(tmp_path, idx=idx_params(files))
+
+
+def test_label_file_with_more_than_one_dimension_is_one_line(tmp_path, small_idx):
+    labels = fashion_mnist_slice("train", 600)[1].reshape(600, 1)
+    files = {**small_idx, "train_labels": str(write_idx(tmp_path / "l2.gz", labels))}
+    with pytest.raises(
+        ComponentError, match=r"expected a 1-D label file \(N\), got shape \[600, 1\]"
+    ):
+        run_ingest(tmp_path, idx=idx_params(files))

@@ -56,22 +56,28 @@ def _carve(splits: dict, p: Params) -> dict:
     return {s: (maybe_stack(splits[s][0]), splits[s][1]) for s in examples.SPLITS if s in splits}
 
 
+def rejected_count(rejected: list[dict]) -> int:
+    """Records rejected; an aggregated rejection (missing IDX records) carries a count."""
+    return sum(int(r.get("count", 1)) for r in rejected)
+
+
 def _check_rejections(rejected: list[dict], accepted: int, p: Params, ctx: Context) -> None:
     # Kept in work_dir too: the output directory is discarded when the step fails.
     lines = "".join(json.dumps(r) + "\n" for r in rejected)
     for path in (ctx.outputs["examples"].path / REJECTED_FILE, ctx.work_dir / REJECTED_FILE):
         path.write_text(lines)
-    total = accepted + len(rejected)
+    count = rejected_count(rejected)
+    total = accepted + count
     if rejected:
         ctx.tracker.log_artifact(ctx.work_dir / REJECTED_FILE)
     if accepted == 0:
         raise ComponentError(
-            f"no usable images ({len(rejected)} rejected, see {ctx.work_dir / REJECTED_FILE})"
+            f"no usable images ({count} rejected, see {ctx.work_dir / REJECTED_FILE})"
         )
-    share = len(rejected) / total
+    share = count / total
     if share > p.max_rejected_fraction:
         raise ComponentError(
-            f"{len(rejected)} of {total} records rejected ({share:.1%}), above "
+            f"{count:,} of {total:,} records rejected ({share:.1%}), above "
             f"ingest.max_rejected_fraction={p.max_rejected_fraction}; reasons in "
             f"{ctx.work_dir / REJECTED_FILE}"
         )
@@ -104,10 +110,11 @@ def ingest(ctx: Context) -> None:
         class_names=names,
         num_classes=len(names),
         label_histogram=histogram,
-        rejected=len(rejected),
+        rejected=rejected_count(rejected),
         source=p.source,
         **extra,
     )
     ctx.log_metrics(
-        {f"{s}_examples": e["count"] for s, e in entries.items()} | {"rejected": len(rejected)}
+        {f"{s}_examples": e["count"] for s, e in entries.items()}
+        | {"rejected": rejected_count(rejected)}
     )
