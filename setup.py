@@ -22,6 +22,8 @@ REQUIRES = [
     "pillow>=10",
     # COCO mAP for the detection pipeline: the reference implementation (Lin et al. 2014).
     "pycocotools==2.0.11",
+    # Distance transforms for U-Net's border weight map (segmentation).
+    "scipy==1.17.1",
 ]
 
 setup(
