@@ -7,6 +7,8 @@ from setuptools import find_packages, setup
 # Pinned to the set that was installed and tested together (README, "Versions").
 TENSORFLOW = "2.21.0"
 FOLDERS = ("pipelines", "components", "models")
+DASK = "apache-beam[dask]==2.77.0"
+POSTGRES = "psycopg2-binary==2.9.13"
 REQUIRES = [
     "keras==3.15.*",
     "keras-cv==0.9.0",
@@ -42,8 +44,13 @@ setup(
         # The CUDA build for GPU machines: `pip install -e .[gpu]` after uninstalling
         # tensorflow-cpu (pip cannot swap one distribution for another by extras alone).
         "gpu": [f"tensorflow[and-cuda]=={TENSORFLOW}"],
+        # Beam's DaskRunner on a dask.distributed cluster, through Beam's own extra.
+        "dask": [DASK],
+        # MLflow's tracking server on PostgreSQL (mlflow/server.sh MLFLOW_BACKEND=postgresql://…).
+        "postgres": [POSTGRES],
         # torch: the second Keras backend the zoo is tested on (a CPU wheel, no CUDA).
-        "dev": ["pytest>=8", "ruff>=0.6", "torch==2.13.0"],
+        # The tests start a Dask cluster and an MLflow server on PostgreSQL, so they need both.
+        "dev": ["pytest>=8", "ruff>=0.6", "torch==2.13.0", DASK, POSTGRES],
     },
     entry_points={"console_scripts": ["convflow=convflow.pipelines.cli:main"]},
 )

@@ -1,5 +1,6 @@
 """The Beam transforms of the preprocess job, with BeamPipeline and no file I/O."""
 
+import json
 import math
 
 import apache_beam as beam
@@ -11,6 +12,7 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from convflow.components.examples import decode, encode, encode_batch
 from convflow.components.preprocess import beam_job
+from convflow.components.preprocess.stats import MergeMoments
 from convflow.models.layers import contrast
 from tensorflow.core.example import example_pb2
 
@@ -56,13 +58,21 @@ def test_transforms_compute_the_contrast_functions(images):
         assert_that(out | beam.Map(rounded), equal_to([rounded(batch("train", 0, expected))]))
 
 
-def test_standardize_uses_training_statistics_only():
+def test_standardize_uses_training_statistics_only(tmp_path):
     rng = np.random.default_rng(0)
     train = rng.normal([1.0, -2.0], [2.0, 0.5], (50, 4, 4, 2)).astype(np.float32)
     test = train + 10.0  # shifted: standardizing with its own stats would centre it at 0
-    with BeamPipeline() as p:
+    found = tmp_path / "stats.json"
+    with BeamPipeline() as p:  # the analyze pass
         batches = p | beam.Create([batch("train", 0, train), batch("test", 0, test)])
         stats = batches | "Analyze" >> beam_job.TrainChannelStats()
+        stats | beam.Map(lambda s: found.write_text(json.dumps(s)))
+    stats = json.loads(found.read_text())
+    np.testing.assert_allclose(
+        stats["channel_mean"], train.mean(axis=(0, 1, 2), dtype=np.float64), rtol=1e-6
+    )
+    with BeamPipeline() as p:  # the transform pass, constants as plain values
+        batches = p | beam.Create([batch("train", 0, train), batch("test", 0, test)])
         out = batches | "Standardize" >> beam_job.StandardizeChannels(stats)
 
         def check(actual):
@@ -75,11 +85,22 @@ def test_standardize_uses_training_statistics_only():
             np.testing.assert_allclose(by_split["test"].mean(axis=(0, 1, 2)), expected, rtol=1e-4)
 
         assert_that(out, check)
-        assert_that(
-            stats | beam.Map(lambda s: np.round(s["channel_mean"], 3).tolist()),
-            equal_to([np.round(train.mean(axis=(0, 1, 2), dtype=np.float64), 3).tolist()]),
-            label="ChannelMean",
-        )
+
+
+def test_moments_merge_in_origin_order_whatever_the_input_order():
+    rng = np.random.default_rng(3)
+    parts = [
+        beam_job._moments(batch("train", i, rng.random((7, 3, 3, 1)) * 10**i)) for i in range(6)
+    ]
+    combine = MergeMoments()
+
+    def merged(order):
+        accs = [combine.add_input(combine.create_accumulator(), parts[i]) for i in order]
+        return combine.extract_output(combine.merge_accumulators(accs))
+
+    first, second = merged(range(6)), merged([5, 2, 0, 4, 1, 3])
+    assert first.total.tobytes() == second.total.tobytes() and first.images == 42
+    assert first.total_sq.tobytes() == second.total_sq.tobytes()
 
 
 def raw_record(image_bytes, shape, label):
@@ -114,14 +135,13 @@ def test_bad_records_are_dead_lettered_and_counted(garbage):
     out = (
         p
         | beam.Create([shard])
-        | beam.ParDo(
-            beam_job.DecodeRecords("float32", channels=1, num_classes=10, batch_size=3)
-        ).with_outputs(beam_job.REJECTED, main="batches")
+        | beam.ParDo(beam_job.DecodeRecords("float32", channels=1, num_classes=10, batch_size=3))
+        | beam_job.SplitByKind()
     )
     good = [i for i in range(9) if i not in bad]
     expected = [(0, good[:3], good[:3]), (1, good[3:], good[3:])]  # labels and pixels say i
     assert_that(
-        out.batches
+        out["batches"]
         | beam.Map(
             lambda b: (b.part, b.labels.tolist(), np.round(b.images[:, 0, 0, 0] * 20 - 1).tolist())
         ),
@@ -129,12 +149,13 @@ def test_bad_records_are_dead_lettered_and_counted(garbage):
     )
 
     def check_rejected(actual):
-        assert sorted(r["record"] for r in actual) == sorted(bad)
+        assert sorted(r.record for r in actual) == sorted(bad)
         for r in actual:
-            assert r["split"] == "train" and r["file"] == "train-0.tfrecord"
-            assert bad[r["record"]][1] in r["reason"], r
+            assert r.split == "train" and r.file == "train-0.tfrecord"
+            assert bad[r.record][1] in r.reason, r
 
     assert_that(out[beam_job.REJECTED], check_rejected, label="Rejected")
+    assert_that(out["reads"], equal_to([beam_job.ShardRead("train", 0, 9)]), label="Reads")
     result = p.run()
     result.wait_until_finish()
     counters = {
@@ -148,9 +169,10 @@ def test_mixed_sizes_become_same_shape_batches():
     records = [encode(np.zeros((h, w, 3), np.uint8), 0) for h, w in [(5, 7), (8, 8), (5, 7)]]
     shard = beam_job.Shard("test", 2, "f", np.array(records, dtype=object))
     with BeamPipeline() as p:
-        out = p | beam.Create([shard]) | beam.ParDo(beam_job.DecodeRecords("uint8", 3, None, 10))
+        read = beam.ParDo(beam_job.DecodeRecords("uint8", 3, None, 10))
+        out = p | beam.Create([shard]) | read | beam_job.SplitByKind()
         assert_that(
-            out | beam.Map(lambda b: (b.split, b.shard, b.part, b.images.shape)),
+            out["batches"] | beam.Map(lambda b: (b.split, b.shard, b.part, b.images.shape)),
             equal_to([("test", 2, 0, (2, 5, 7, 3)), ("test", 2, 1, (1, 8, 8, 3))]),
         )
 
@@ -174,9 +196,12 @@ def test_steps_are_labelled_in_the_pipeline():
         },
         batch_size=10,
     )
-    p = beam.Pipeline()
-    beam_job.build(p, spec)
-    names = {t.unique_name for t in p.to_runner_api().components.transforms.values()}
+    stats = {"channel_mean": [0.0], "channel_std": [1.0]}
+    names = set()
+    for build in (beam_job.build_analyze, lambda p, spec: beam_job.build(p, spec, stats)):
+        p = beam.Pipeline()
+        build(p, spec)
+        names |= {t.unique_name for t in p.to_runner_api().components.transforms.values()}
     for label in [
         "ScaleToUnit",
         "CropToSquare",

@@ -190,7 +190,7 @@ def test_bad_settings_fail_before_running(tmp_path, params, shape, message):
 
 def test_beam_options_default_and_passthrough():
     assert beam_options(Params()) == [
-        "--runner=DirectRunner",
+        "--runner=FnApiRunner",  # in-process: never Beam's Prism download
         "--direct_num_workers=1",
         "--direct_running_mode=in_memory",
     ]
@@ -205,6 +205,12 @@ def test_beam_options_default_and_passthrough():
     assert beam_options(Params(runner="FlinkRunner", beam_args=["--flink_master=h:8081"])) == [
         "--runner=FlinkRunner",
         "--flink_master=h:8081",
+    ]
+    dask = Params(runner="DaskRunner", beam_args=["--dask_client_address=tcp://h:8786"])
+    assert beam_options(dask, num_shards=7) == [
+        "--runner=apache_beam.runners.dask.dask_runner.DaskRunner",
+        "--dask_npartitions=7",  # one partition per shard, so every worker gets work
+        "--dask_client_address=tcp://h:8786",
     ]
 
 

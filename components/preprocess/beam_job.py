@@ -4,6 +4,24 @@ Elements are batches of up to ``batch_size`` same-shape images (one shard yields
 image shape), so each transform is one vectorized keras.ops call per batch, never one Python
 call per image. The transforms are the functions in ``models/layers/contrast.py``, the same
 ones the served model's layers wrap.
+
+The same job runs on every runner (the in-process DirectRunner, Beam's DaskRunner, Flink,
+Spark, Dataflow), so it uses only what all of them support:
+
+- the read step has one output of three element kinds (batches, dead letters, shard read
+  counts) split by ``Filter``s, not a multi-output ``ParDo``: the DaskRunner merges tagged
+  outputs into the main one;
+- counts come from the data (dead letters, read and written records in the summary), not from
+  the runner's metrics, which the DaskRunner does not report; the ``Metrics`` counters still
+  show live on runners that have a UI;
+- no side inputs and no ``CombineGlobally`` defaults (which are side inputs): the DaskRunner
+  recomputes a side input's whole upstream inside every task that reads it. ``standardize``
+  therefore runs as two passes, an analyze job over the training split, then the main job with
+  the constants as plain values (tf.Transform's analyze / transform split);
+- every branch ends in the one summary step, because the DaskRunner computes the graph of the
+  last transform only;
+- moments are merged in a fixed order (by split, shard, part), so float sums, and with them
+  the Statistics artifact's fingerprint, do not depend on how a runner groups elements.
 """
 
 from __future__ import annotations
@@ -13,15 +31,13 @@ import functools
 import json
 import os
 import pickle
-from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import apache_beam as beam
 import keras
 import numpy as np
-from apache_beam.metrics.metric import Metrics, MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.metrics.metric import Metrics
+from convflow.components.base import ComponentError
 from convflow.components.examples import encode_batch
 from convflow.components.preprocess.params import CROP, GCN, LCN, RESIZE, STANDARDIZE
 from convflow.components.preprocess.records import decode_records, read_records
@@ -31,6 +47,7 @@ from convflow.models.layers import contrast
 NAMESPACE = "preprocess"
 REJECTED = "rejected"
 SUMMARY_FILE = "_summary.json"
+ANALYZE_FILE = "_analyze.json"
 
 
 @dataclass
@@ -109,8 +126,28 @@ class Shard:
     records: np.ndarray  # object array of bytes
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record the job could not use, and why (one line of ``rejected.jsonl``)."""
+
+    split: str
+    file: str
+    record: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class ShardRead:
+    """How many records one input shard held (counted from the data, on every runner)."""
+
+    split: str
+    shard: int
+    records: int
+
+
 class DecodeRecords(beam.DoFn):
-    """:class:`Shard` -> batches of valid same-shape images; bad records -> ``rejected``."""
+    """:class:`Shard` -> batches of valid same-shape images and a :class:`DeadLetter` per bad
+    record (split apart by :class:`SplitByKind`)."""
 
     def __init__(self, dtype: str, channels: int, num_classes: int | None, batch_size: int):
         self._decode = functools.partial(
@@ -122,10 +159,11 @@ class DecodeRecords(beam.DoFn):
 
     def process(self, shard: Shard):
         self._read.inc(len(shard.records))
+        yield ShardRead(shard.split, shard.shard, len(shard.records))
         groups, rejected = self._decode(shard.records)
         for index, reason in rejected:
             self._rejected.inc()
-            yield beam.pvalue.TaggedOutput(REJECTED, _dead(shard.split, shard.file, index, reason))
+            yield DeadLetter(shard.split, shard.file, int(index), reason)
         part = 0
         for shape in sorted(groups):
             _, images, labels = groups[shape]
@@ -136,7 +174,7 @@ class DecodeRecords(beam.DoFn):
 
 
 class ReadAndDecodeShard(DecodeRecords):
-    """``(split, index, path)`` -> batches; bad records and an unreadable tail -> ``rejected``.
+    """``(split, index, path)`` -> batches; bad records and an unreadable tail -> dead letters.
 
     Reading and decoding are one DoFn, so the shard's raw bytes never cross a stage
     boundary (the runner would pickle them).
@@ -147,12 +185,27 @@ class ReadAndDecodeShard(DecodeRecords):
         records, damage = read_records(path)
         if damage:
             self._rejected.inc()
-            yield beam.pvalue.TaggedOutput(REJECTED, _dead(split, path, len(records), damage))
+            yield DeadLetter(split, os.path.basename(path), len(records), damage)
         yield from super().process(Shard(split, shard, os.path.basename(path), records))
 
 
-def _dead(split: str, path: str, index: int, reason: str) -> dict:
-    return {"split": split, "file": os.path.basename(path), "record": index, "reason": reason}
+def _is(element, kind) -> bool:
+    return isinstance(element, kind)
+
+
+class SplitByKind(beam.PTransform):
+    """The read step's one output -> ``{"batches", "rejected", "reads"}``.
+
+    Three ``Filter``s rather than a multi-output ParDo, which Beam's DaskRunner does not keep
+    apart (it merges tagged outputs into the main output).
+    """
+
+    def expand(self, elements):
+        return {
+            "batches": elements | "Batches" >> beam.Filter(_is, Batch).with_output_types(Batch),
+            REJECTED: elements | "DeadLetters" >> beam.Filter(_is, DeadLetter),
+            "reads": elements | "ShardReads" >> beam.Filter(_is, ShardRead),
+        }
 
 
 def _map_images(batch: Batch, fn) -> Batch:
@@ -203,27 +256,30 @@ def _is_train(batch: Batch) -> bool:
     return batch.split == "train"
 
 
-def _moments(batch: Batch, num_classes: int = 0) -> Moments:
-    return Moments.of(batch.images, batch.labels, num_classes)
+def _moments(batch: Batch, num_classes: int = 0) -> tuple[tuple, Moments]:
+    """``(origin, moments)``: the origin orders the merge (see :class:`MergeMoments`)."""
+    origin = (batch.split, batch.shard, batch.part)
+    return origin, Moments.of(batch.images, batch.labels, num_classes)
 
 
 def channel_stats(moments: Moments) -> dict:
     """Standardization constants from training moments; a constant channel keeps std 1."""
     if moments.total is None:
-        raise ValueError("standardize needs training images, but the train split is empty")
+        raise ComponentError("standardize needs training images, but the train split is empty")
     std = np.where(moments.std > 0, moments.std, 1.0)
     return {"channel_mean": moments.mean.tolist(), "channel_std": std.tolist()}
 
 
 class TrainChannelStats(beam.PTransform):
-    """The analyze pass: per-channel mean/std over the training split only."""
+    """The analyze pass: per-channel mean/std over the training split only (one element)."""
 
     def expand(self, batches):
         return (
             batches
             | "TrainOnly" >> beam.Filter(_is_train)
             | "Moments" >> beam.Map(_moments)
-            | "Merge" >> beam.CombineGlobally(MergeMoments())
+            # Without defaults: a default is a side input, which the DaskRunner recomputes.
+            | "Merge" >> beam.CombineGlobally(MergeMoments()).without_defaults()
             | "Constants" >> beam.Map(channel_stats)
         )
 
@@ -236,15 +292,14 @@ def _standardize(batch: Batch, stats: dict) -> Batch:
 
 
 class StandardizeChannels(beam.PTransform):
-    """Applies the training-split constants (a side input) to every split."""
+    """Applies the training-split constants (plain values from the analyze pass)."""
 
-    def __init__(self, stats):
+    def __init__(self, stats: dict):
         super().__init__()
         self._stats = stats
 
     def expand(self, batches):
-        stats = beam.pvalue.AsSingleton(self._stats)
-        return batches | beam.Map(_standardize, stats).with_output_types(Batch)
+        return batches | beam.Map(_standardize, self._stats).with_output_types(Batch)
 
 
 class WriteBatch(beam.DoFn):
@@ -266,8 +321,8 @@ class WriteBatch(beam.DoFn):
         yield ("file", [batch.split, batch.shard, batch.part], entry)
 
 
-def _keyed(moments_batch: Batch, stage: str, num_classes: int):
-    return (moments_batch.split, stage), _moments(moments_batch, num_classes)
+def _keyed(batch: Batch, stage: str, num_classes: int):
+    return (batch.split, stage), _moments(batch, num_classes)
 
 
 def _summary_item(kv):
@@ -275,32 +330,56 @@ def _summary_item(kv):
     return ("moments", [split, stage], moments.to_json())
 
 
-def _write_rejected(rejected: list[dict], path: str):
-    """Writes the dead letters as JSON lines; yields ("rejected", [split], count) items."""
+def _dead_item(dead: DeadLetter):
+    return ("dead", [dead.split, dead.file, dead.record], dead.reason)
+
+
+def _read_item(read: ShardRead):
+    return ("read", [read.split, read.shard], read.records)
+
+
+def _write_json(keyed_items, path: str) -> None:
+    """Writes the grouped items, sorted, so the file does not depend on the runner."""
     import tensorflow as tf
 
-    rejected = sorted(rejected, key=lambda r: (r["split"], r["file"], r["record"]))
-    with tf.io.gfile.GFile(path, "w") as f:
-        f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in rejected))
-    counts = defaultdict(int)
-    for r in rejected:
-        counts[r["split"]] += 1
-    for split, count in sorted(counts.items()):
-        yield ("rejected", [split], count)
-
-
-def _write_json(items: list, path: str) -> None:
-    import tensorflow as tf
-
+    _, items = keyed_items
+    items = sorted(items, key=lambda item: json.dumps(item, sort_keys=True))
     with tf.io.gfile.GFile(path, "w") as f:
         json.dump(items, f)
 
 
-def transform_steps(batches, spec: JobSpec):
-    """Scale, then the configured steps in order, each a labelled PTransform."""
+def _collect(pcoll, path: str, label: str):
+    """Writes all elements of ``pcoll`` to one JSON file (no file when there are none).
+
+    A GroupByKey on one key, not ``combiners.ToList``: its default for an empty input is a
+    side input (see the module docstring).
+    """
+    return (
+        pcoll
+        | f"Key{label}" >> beam.Map(lambda item: (label, item))
+        | f"Group{label}" >> beam.GroupByKey()
+        | f"Write{label}" >> beam.Map(_write_json, path)
+    )
+
+
+def _read_batches(pipeline, spec: JobSpec, tasks):
+    read = ReadAndDecodeShard(spec.dtype, spec.channels, spec.num_classes, spec.batch_size)
+    return (
+        pipeline
+        | "ListShards" >> beam.Create(list(tasks))
+        | "ReadShards" >> beam.ParDo(read)
+        | "SplitByKind" >> SplitByKind()
+    )
+
+
+def transform_steps(batches, spec: JobSpec, stats: dict | None = None):
+    """Scale, then the configured steps in order, each a labelled PTransform.
+
+    ``standardize`` needs ``stats`` (from :func:`analyze`); without them the steps stop
+    before it, which is what the analyze pass measures.
+    """
     t = spec.transform
     x = batches | "ScaleToUnit" >> ScaleToUnit()
-    summary = []
     for step in spec.steps:
         if step == CROP:
             x = x | "CropToSquare" >> CropToSquare()
@@ -311,26 +390,27 @@ def transform_steps(batches, spec: JobSpec):
         elif step == LCN:
             x = x | "LocalContrastNormalize" >> LocalContrastNormalize(**t["lcn"])
         elif step == STANDARDIZE:
-            stats = x | "AnalyzeTrainChannels" >> TrainChannelStats()
-            x = x | "Standardize" >> StandardizeChannels(stats)
-            summary.append(stats | "StatsItem" >> beam.Map(lambda s: ("standardize", [], s)))
+            if stats is not None:
+                x = x | "Standardize" >> StandardizeChannels(stats)
         else:
             raise ValueError(f"Unknown preprocess step {step!r}")
-    return x, summary
+    return x
 
 
-def build(pipeline: beam.Pipeline, spec: JobSpec) -> None:
-    """Adds the whole job to ``pipeline``."""
+def build_analyze(pipeline: beam.Pipeline, spec: JobSpec) -> None:
+    """The analyze pass: the training split through the steps before ``standardize``."""
+    train = [t for t in spec.tasks if t[0] == "train"]
+    batches = _read_batches(pipeline, spec, train)["batches"]
+    stats = transform_steps(batches, spec) | "AnalyzeTrainChannels" >> TrainChannelStats()
+    _collect(stats, analyze_path(spec), "Stats")
+
+
+def build(pipeline: beam.Pipeline, spec: JobSpec, stats: dict | None = None) -> None:
+    """Adds the whole job to ``pipeline``; ``stats`` are the analyze pass's constants."""
     k = spec.num_classes or 0
-    read = ReadAndDecodeShard(spec.dtype, spec.channels, spec.num_classes, spec.batch_size)
-    decoded = (
-        pipeline
-        | "ListShards" >> beam.Create(list(spec.tasks))
-        | "ReadShards"
-        >> beam.ParDo(read).with_output_types(Batch).with_outputs(REJECTED, main="batches")
-    )
-    batches, rejected = decoded.batches, decoded[REJECTED]
-    out, summary = transform_steps(batches, spec)
+    read = _read_batches(pipeline, spec, spec.tasks)
+    batches = read["batches"]
+    out = transform_steps(batches, spec, stats)
     moments = (
         (
             batches | "InputMoments" >> beam.Map(_keyed, "input", k),
@@ -341,33 +421,12 @@ def build(pipeline: beam.Pipeline, spec: JobSpec) -> None:
         | "MomentsItems" >> beam.Map(_summary_item)
     )
     files = out | "WriteShards" >> beam.ParDo(WriteBatch(spec.out_dir))
-    rejected_counts = (
-        rejected
-        | "CollectRejected" >> beam.combiners.ToList()
-        | "WriteRejected" >> beam.FlatMap(_write_rejected, spec.rejected_path)
-    )
-    (
-        (moments, files, rejected_counts, *summary)
-        | "FlattenSummary" >> beam.Flatten()
-        | "CollectSummary" >> beam.combiners.ToList()
-        | "WriteSummary" >> beam.Map(_write_json, spec.summary_path)
-    )
+    dead = read[REJECTED] | "DeadItems" >> beam.Map(_dead_item)
+    reads = read["reads"] | "ReadItems" >> beam.Map(_read_item)
+    # Every branch ends here: the DaskRunner computes only the last transform's graph.
+    summary = (moments, files, dead, reads) | "FlattenSummary" >> beam.Flatten()
+    _collect(summary, spec.summary_path, "Summary")
 
 
-def run(spec: JobSpec, options: Sequence[str]) -> tuple[list, dict[str, int]]:
-    """Runs the job to completion.
-
-    Returns:
-        The summary items (moments, files, rejected counts, standardization constants) and
-        the Beam metrics counters of the ``preprocess`` namespace.
-    """
-    pipeline = beam.Pipeline(options=PipelineOptions(list(options)))
-    build(pipeline, spec)
-    result = pipeline.run()
-    result.wait_until_finish()
-    counters = {}
-    for c in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
-        value = c.committed if c.committed is not None else c.attempted
-        counters[c.key.metric.name] = counters.get(c.key.metric.name, 0) + int(value or 0)
-    with open(spec.summary_path) as f:
-        return json.load(f), counters
+def analyze_path(spec: JobSpec) -> str:
+    return os.path.join(os.path.dirname(spec.summary_path), ANALYZE_FILE)

@@ -25,6 +25,7 @@ from convflow.components.base import (
     component,
 )
 from convflow.components.examples import SPLITS, shard_name, split_files
+from convflow.components.preprocess import runners
 from convflow.components.preprocess.params import CROP, RESIZE, Params, check
 
 if TYPE_CHECKING:
@@ -37,10 +38,14 @@ SAMPLES_FILE = "samples.png"
 REJECTED_FILE = "rejected.jsonl"
 
 
-def beam_options(params: Params) -> list[str]:
-    """Pipeline flags: DirectRunner settings first, so ``beam_args`` can override them."""
-    flags = [f"--runner={params.runner}"]
-    if params.runner in ("DirectRunner", "direct"):
+def beam_options(params: Params, num_shards: int = 1) -> list[str]:
+    """Pipeline flags: runner settings first, so ``beam_args`` can override them.
+
+    ``DirectRunner`` means Beam's in-process runner (never Prism, which downloads a binary);
+    see :mod:`convflow.components.preprocess.runners` for the other runners.
+    """
+    flags = [f"--runner={runners.runner_flag(params.runner)}"]
+    if runners.is_direct(params.runner):
         # in_memory runs in this process: one worker (more only draws a Beam warning).
         workers = params.direct_num_workers or os.cpu_count() or 1
         if params.direct_running_mode == "in_memory":
@@ -49,6 +54,8 @@ def beam_options(params: Params) -> list[str]:
             f"--direct_num_workers={workers}",
             f"--direct_running_mode={params.direct_running_mode}",
         ]
+    if runners.is_dask(params.runner):
+        flags += runners.dask_partitions(params.beam_args, num_shards)
     return [*flags, *params.beam_args]
 
 
@@ -165,11 +172,12 @@ def preprocess(ctx: Context) -> None:
     figure comparing GCN and LCN) and ``rejected.jsonl`` (one dead letter per line, with
     its reason).
     """
-    from convflow.components.preprocess import beam_job
+    from convflow.components.preprocess import beam_job, beam_run
     from convflow.components.preprocess.stats import plot_samples
 
     params: Params = ctx.params
     check(params)
+    runners.check_runner(params.runner, params.beam_args)
     source = ctx.inputs["examples"]
     props = source.properties
     if props.get("dtype") not in ("uint8", "float32"):
@@ -194,7 +202,7 @@ def preprocess(ctx: Context) -> None:
         batch_size=params.batch_size,
     )
     start = time.perf_counter()
-    items, counters = beam_job.run(spec, beam_options(params))
+    items, counters = beam_run.run(spec, beam_options(params, len(spec.tasks)))
     seconds = time.perf_counter() - start
 
     moments = {tuple(k): v for kind, k, v in items if kind == "moments"}

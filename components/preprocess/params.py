@@ -64,13 +64,16 @@ class Params:
     max_rejected_fraction: float = param(
         0.01, help="fail when more than this share of records is bad", min=0.0, max=1.0
     )
-    runner: str = param("DirectRunner", help="Beam runner (FlinkRunner, DataflowRunner, …)")
+    runner: str = param(
+        "DirectRunner",
+        help="Beam runner: DirectRunner (in-process), DaskRunner, FlinkRunner, SparkRunner, …",
+    )
     direct_running_mode: str = param(
         "in_memory", help="DirectRunner mode (measured fastest on 2 cores)", choices=RUNNING_MODES
     )
     direct_num_workers: int = param(0, help="DirectRunner workers; 0 = all cores", min=0)
     beam_args: list[str] = param(
-        help="extra Beam pipeline options, e.g. ['--flink_master=host:8081']",
+        help="extra Beam pipeline options, e.g. ['--dask_client_address=tcp://host:8786']",
         default_factory=list,
     )
     num_samples: int = param(8, help="images per column of samples.png", min=1, max=64)

@@ -96,22 +96,29 @@ def _add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 class MergeMoments(beam.CombineFn):
-    """Combines :class:`Moments` of many batches into one per key."""
+    """Combines ``(origin, Moments)`` of many batches into one :class:`Moments` per key.
+
+    Float addition is not associative, so the order of a merge shows in the last bits of the
+    sums. Runners group and combine in different orders; merging in the order of the origins
+    (split, shard, part) makes the result, and the artifact's fingerprint, the same on all.
+    The accumulator is the list of per-batch moments (a few numbers each).
+    """
 
     def create_accumulator(self):
-        return Moments()
+        return []
 
-    def add_input(self, acc, moments):
-        return acc.merge(moments)
+    def add_input(self, acc, origin_moments):
+        acc.append(origin_moments)
+        return acc
 
     def merge_accumulators(self, accs):
-        out = Moments()
-        for acc in accs:
-            out = out.merge(acc)
-        return out
+        return [item for acc in accs for item in acc]
 
     def extract_output(self, acc):
-        return acc
+        out = Moments()
+        for _, moments in sorted(acc, key=lambda item: item[0]):
+            out = out.merge(moments)
+        return out
 
 
 def plot_samples(columns: dict[str, np.ndarray], path: Path, zoom: int = 3) -> None:
