@@ -47,9 +47,7 @@ def test_unsplit_folder_is_carved_seeded_and_mixed_channels_agree(tmp_path):
         mask = np.zeros((6, 5 + i % 2), np.uint8)
         mask[i % 6] = 1
         pixels = np.full((*mask.shape, 3 if i < 5 else 1), 10 * i, np.uint8)
-        Image.fromarray(pixels.squeeze(-1) if i >= 5 else pixels).save(
-            root / "images" / f"{i}.png"
-        )
+        Image.fromarray(pixels.squeeze(-1) if i >= 5 else pixels).save(root / "images" / f"{i}.png")
         Image.fromarray(mask).save(root / "masks" / f"{i}.png")
     p = params(folder=str(root))
     names, splits, rejected = mask_ingest.read(p, no_progress)

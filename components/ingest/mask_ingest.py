@@ -60,7 +60,8 @@ def read(p, progress):
             p.tfds_name, p.tfds_data_dir, p.tfds_download, p.class_names, progress,
             mask_key=p.tfds_mask_key,
         )  # fmt: skip
-    channels = choose_channels([r.image.shape[-1] for rs in records.values() for r in rs], p.channels)
+    counts = [r.image.shape[-1] for rs in records.values() for r in rs]
+    channels = choose_channels(counts, p.channels)
     splits = {
         split: ([to_channels(r.image, channels) for r in rs], [r.mask for r in rs])
         for split, rs in records.items()
