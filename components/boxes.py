@@ -153,30 +153,42 @@ def center_crop_window(height: int, width: int) -> tuple[int, int, int]:
     return (height - side) // 2, (width - side) // 2, side
 
 
-def center_crop(targets: BoxTargets, height: int, width: int, min_size: float = 1e-6):
-    """Moves boxes of a ``height × width`` image into its centred square crop.
+def crop(targets: BoxTargets, in_height, in_width, y0, x0, height, width, min_size=1e-6):
+    """Moves boxes of an ``in_height × in_width`` image into the crop window rows
+    ``y0 .. y0 + height``, columns ``x0 .. x0 + width`` (pixels).
 
-    Boxes are shifted and rescaled to the crop, then clipped to it; a box left with a side of
-    at most ``min_size`` (normalized) has been cropped away and is dropped.
+    Boxes are shifted and rescaled to the window, then clipped to it; a box left with a side
+    of at most ``min_size`` (normalized) has been cropped away and is dropped. A resize of the
+    window changes no normalized coordinate, so crop-then-resize needs only this.
 
     Args:
         targets: the image's boxes, stored convention.
-        height: image height in pixels, before the crop.
-        width: image width in pixels, before the crop.
+        in_height: image height before the crop, pixels.
+        in_width: image width before the crop, pixels.
+        y0: first row of the window.
+        x0: first column of the window.
+        height: window height, pixels.
+        width: window width, pixels.
         min_size: smallest normalized side a kept box may have.
 
     Returns:
-        ``(BoxTargets in the crop's normalized coordinates, number of boxes dropped)``.
+        ``(BoxTargets in the window's normalized coordinates, number of boxes dropped)``.
     """
-    top, left, side = center_crop_window(height, width)
-    if len(targets) == 0 or (height == width):
+    if len(targets) == 0 or (y0, x0, height, width) == (0, 0, in_height, in_width):
         return targets, 0
-    scale = np.array([height, width, height, width], np.float64) / side
-    offset = np.array([top, left, top, left], np.float64) / side
+    scale = np.array([in_height / height, in_width / width] * 2, np.float64)
+    offset = np.array([y0 / height, x0 / width] * 2, np.float64)
     moved = np.clip(targets.boxes.astype(np.float64) * scale - offset, 0.0, 1.0)
     keep = ((moved[:, 2] - moved[:, 0]) > min_size) & ((moved[:, 3] - moved[:, 1]) > min_size)
     kept = BoxTargets(moved[keep].astype(np.float32), targets.classes[keep], targets.ignore[keep])
     return kept, int((~keep).sum())
+
+
+def center_crop(targets: BoxTargets, height: int, width: int, min_size: float = 1e-6):
+    """:func:`crop` to the centred square of a ``height × width`` image (the preprocess
+    ``crop`` step); returns ``(BoxTargets, number of boxes dropped)``."""
+    top, left, side = center_crop_window(height, width)
+    return crop(targets, height, width, top, left, side, side, min_size)
 
 
 def flip_horizontal(targets: BoxTargets) -> BoxTargets:

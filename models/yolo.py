@@ -36,17 +36,38 @@ DARKNET_STAGES = (
     (((1, 512, 1), (3, 1024, 1)) * 2 + ((3, 1024, 1), (3, 1024, 2)), False),
     (((3, 1024, 1), (3, 1024, 1)), False),
 )
+# A small-input configuration for 64–128 px images on a CPU, in the spirit of the paper's
+# Fast YOLO (9 convolutions instead of 24, fewer filters): four pooled stages, total stride
+# 16, so a 64×64 scene keeps a 4×4 feature map for the fully connected head to localize from.
+SMALL_STAGES = (
+    (((3, 32, 1),), True),
+    (((3, 64, 1),), True),
+    (((3, 128, 1), (1, 64, 1), (3, 128, 1)), True),
+    (((3, 256, 1), (1, 128, 1), (3, 256, 1)), True),
+)
+STAGE_TABLES = {"darknet24": DARKNET_STAGES, "small": SMALL_STAGES}
+
+
+def total_stride(stages) -> int:
+    """Product of every convolution stride and every 2×2 pool of a stage table."""
+    stride = 1
+    for convs, pooled in stages:
+        for _, _, s in convs:
+            stride *= s
+        stride *= 2 if pooled else 1
+    return stride
 
 
 @register(
     "yolo_v1", family="yolo", paper=PAPER, kind="detection", test_input_shape=(64, 64, 3),
-    input_sizes="fixed H, W multiples of 64 (448 in the paper)",
+    input_sizes="fixed H, W multiples of 64 (448 in the paper); of 16 with stages='small'",
     test_kwargs={"width_multiplier": 0.03125, "fc_units": 32, "grid_size": 2},
 )  # fmt: skip
 def YOLOv1(
     input_shape=(448, 448, 3), num_classes=20, include_top=True, pooling=None,
     classifier_activation="softmax", name="yolo_v1", grid_size=7, boxes_per_cell=2,
     width_multiplier=1.0, fc_units=4096, dropout=0.5, batch_norm=False, stem_initializer=None,
+    stages="darknet24", head="dense",
 ):  # fmt: skip
     """Builds YOLO v1.
 
@@ -65,22 +86,32 @@ def YOLOv1(
         dropout: after it (0.5).
         batch_norm: BN after every convolution (YOLO v2's addition; off in v1).
         stem_initializer: first-convolution initializer spec (:func:`models.initializers.get`).
+        stages: a key of ``STAGE_TABLES``: "darknet24" (the paper's 24 convolutions, stride
+            64) or "small" (9 convolutions, stride 16, for 64–128 px inputs on a CPU).
+        head: "dense" (the paper's fully connected layers, ``fc_units`` hidden) or "conv"
+            (YOLO v2's fully convolutional head, ``fc_units`` filters; needs input size /
+            total stride = grid_size, e.g. 64 px, stages "small", grid_size 4).
 
     Returns:
         keras.Model.
     """
-    check_args(input_shape, num_classes, include_top, pooling, min_size=64, name=name)
-    if len(input_shape) != 3 or None in input_shape[:2] or any(d % 64 for d in input_shape[:2]):
+    if head not in ("dense", "conv"):
+        raise ValueError(f"Unknown head={head!r}; expected 'dense' or 'conv'")
+    if stages not in STAGE_TABLES:
+        raise ValueError(f"Unknown stages={stages!r}; expected one of {sorted(STAGE_TABLES)}")
+    total = total_stride(STAGE_TABLES[stages])
+    check_args(input_shape, num_classes, include_top, pooling, min_size=total, name=name)
+    if len(input_shape) != 3 or None in input_shape[:2] or any(d % total for d in input_shape[:2]):
         raise ValueError(
-            f"{name} needs a fixed (H, W, C) with H and W multiples of 64 (its total stride); "
-            f"got input_shape={input_shape!r}"
+            f"{name} needs a fixed (H, W, C) with H and W multiples of {total} (its total "
+            f"stride); got input_shape={input_shape!r}"
         )
     for knob, value in (("grid_size", grid_size), ("boxes_per_cell", boxes_per_cell)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{knob}={value!r} must be a positive int")
     inputs = keras.Input(input_shape, name="image")
     x = inputs
-    for s, (convs, pooled) in enumerate(DARKNET_STAGES, start=1):
+    for s, (convs, pooled) in enumerate(STAGE_TABLES[stages], start=1):
         for c, (kernel, filters, stride) in enumerate(convs, start=1):
             first = (s, c) == (1, 1)
             x = layers.Conv2D(
@@ -95,9 +126,22 @@ def YOLOv1(
             x = layers.MaxPooling2D(2, name=f"pool{s}")(x)
     if not include_top:
         return keras.Model(inputs, pooled_features(x, pooling), name=name)
-    S, B, C = grid_size, boxes_per_cell, num_classes
+    if head == "conv" and tuple(d // total for d in input_shape[:2]) != (grid_size,) * 2:
+        raise ValueError(
+            f"head='conv' predicts one cell per feature-map position: input_shape="
+            f"{input_shape!r} / stride {total} must equal grid_size={grid_size}"
+        )
+    head_fn = _conv_head if head == "conv" else _dense_head
+    boxes, classes = head_fn(x, grid_size, boxes_per_cell, num_classes, fc_units, dropout)
+    classes = layers.Activation(classifier_activation, name="class_probs")(classes)
+    outputs = layers.Concatenate(dtype="float32", name="predictions")([boxes, classes])
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _dense_head(x, S, B, C, units, dropout):
+    """The paper's head: flatten, a hidden fully connected layer, then S·S·(B·5 + C)."""
     x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(fc_units, name="fc1")(x)
+    x = layers.Dense(units, name="fc1")(x)
     x = layers.LeakyReLU(0.1, name="fc1_leaky")(x)
     x = layers.Dropout(dropout, name="fc1_dropout")(x)
     # The paper's single linear layer, split in two so the class scores can get their own
@@ -108,9 +152,21 @@ def YOLOv1(
     classes = layers.Reshape((S, S, C), name="class_scores")(
         layers.Dense(S * S * C, name="fc_classes")(x)
     )
-    classes = layers.Activation(classifier_activation, name="class_probs")(classes)
-    outputs = layers.Concatenate(dtype="float32", name="predictions")([boxes, classes])
-    return keras.Model(inputs, outputs, name=name)
+    return boxes, classes
+
+
+def _conv_head(x, S, B, C, units, dropout):
+    """A convolutional head (as YOLO v2 made it): each S×S feature position is one cell.
+
+    A 3×3 convolution of ``units`` filters, then 1×1 convolutions to the B·5 box values and
+    the C class scores of each cell; same output layout as the dense head.
+    """
+    x = layers.Conv2D(units, 3, padding="same", name="head_conv")(x)
+    x = layers.LeakyReLU(0.1, name="head_leaky")(x)
+    x = layers.SpatialDropout2D(dropout, name="head_dropout")(x)
+    boxes = layers.Conv2D(B * 5, 1, name="boxes")(x)
+    classes = layers.Conv2D(C, 1, name="class_scores")(x)
+    return boxes, classes
 
 
 def box_iou(a, b):
@@ -139,17 +195,24 @@ class YOLOv1Loss(keras.losses.Loss):
         lambda_coord: 5 in the paper.
         lambda_noobj: 0.5 in the paper.
         rescore: confidence target is the IoU (paper); False uses 1.
+        class_loss: "sse", the paper's squared error on the class probabilities, or
+            "crossentropy" (YOLO v3's choice): the squared error's gradient through a softmax
+            vanishes for confidently wrong cells, which without the paper's ImageNet
+            pre-training leaves a from-scratch model guessing classes for many epochs.
     """
 
     def __init__(
         self, boxes_per_cell=2, lambda_coord=5.0, lambda_noobj=0.5, rescore=True,
-        name="yolo_v1_loss", reduction="sum_over_batch_size", dtype=None,
+        class_loss="sse", name="yolo_v1_loss", reduction="sum_over_batch_size", dtype=None,
     ):  # fmt: skip
         super().__init__(name=name, reduction=reduction, dtype=dtype)
+        if class_loss not in ("sse", "crossentropy"):
+            raise ValueError(f"Unknown class_loss={class_loss!r}; expected 'sse' or 'crossentropy'")
         self.boxes_per_cell = boxes_per_cell
         self.lambda_coord = float(lambda_coord)
         self.lambda_noobj = float(lambda_noobj)
         self.rescore = bool(rescore)
+        self.class_loss = class_loss
 
     def call(self, y_true, y_pred):
         B = self.boxes_per_cell
@@ -176,7 +239,12 @@ class YOLOv1Loss(keras.losses.Loss):
             + responsible * ops.square(p_conf - target_conf)
             + self.lambda_noobj * (1.0 - responsible) * ops.square(p_conf)
         )
-        per_cell = obj * ops.sum(ops.square(y_pred[..., 5 * B :] - y_true[..., 5:]), -1)
+        probs, onehot = y_pred[..., 5 * B :], y_true[..., 5:]
+        if self.class_loss == "crossentropy":
+            class_error = -ops.sum(onehot * ops.log(ops.clip(probs, 1e-7, 1.0)), -1)
+        else:
+            class_error = ops.sum(ops.square(probs - onehot), -1)
+        per_cell = obj * class_error
         return ops.sum(per_box, axis=(1, 2, 3)) + ops.sum(per_cell, axis=(1, 2))
 
     def get_config(self):
@@ -186,6 +254,7 @@ class YOLOv1Loss(keras.losses.Loss):
             "lambda_coord": self.lambda_coord,
             "lambda_noobj": self.lambda_noobj,
             "rescore": self.rescore,
+            "class_loss": self.class_loss,
         }
 
 

@@ -90,3 +90,12 @@ def test_crop_then_back_to_input_pixels_round_trips():
     )
     cropped, _ = B.center_crop(stored, 100, 200)
     np.testing.assert_allclose(B.to_input_pixels(cropped.boxes, 100, 200), px, atol=1e-3)
+
+
+def test_crop_to_any_window_by_hand():
+    # 40 x 80 image, window rows 10..30, columns 20..60 (20 x 40).
+    t = B.BoxTargets.of([[0.25, 0.5, 0.5, 0.75], [0.0, 0.0, 0.2, 0.2]], [3, 4])
+    out, dropped = B.crop(t, 40, 80, 10, 20, 20, 40)
+    # rows 10..20 px -> 0..10 of 20; columns 40..60 px -> 20..40 of 40; box 2 lies outside.
+    np.testing.assert_allclose(out.boxes, [[0.0, 0.5, 0.5, 1.0]], atol=1e-6)
+    assert dropped == 1 and out.classes.tolist() == [3]

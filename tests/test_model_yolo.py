@@ -173,3 +173,30 @@ def test_importing_the_zoo_does_not_import_keras_cv():
         env=os.environ,
     ).stdout  # fmt: skip
     assert env_out.split() == ["False"]
+
+
+def test_small_stages_and_conv_head_for_cpu_scenes():
+    dense = build("yolo_v1", input_shape=(64, 64, 1), num_classes=10, grid_size=4,
+                  stages="small", width_multiplier=0.25, fc_units=16)  # fmt: skip
+    conv = build("yolo_v1", input_shape=(64, 64, 1), num_classes=10, grid_size=4,
+                 stages="small", head="conv", width_multiplier=0.25, fc_units=16)  # fmt: skip
+    for model in (dense, conv):
+        y = keras.ops.convert_to_numpy(model(np.zeros((2, 64, 64, 1), "float32")))
+        assert y.shape == (2, 4, 4, 2 * 5 + 10)
+        np.testing.assert_allclose(y[..., 10:].sum(-1), 1.0, rtol=1e-5)
+    assert conv.get_layer("boxes").kernel.shape == (1, 1, 16, 10)  # 1×1 conv per cell
+    with pytest.raises(ValueError, match="multiples of 16"):
+        build("yolo_v1", input_shape=(72, 72, 1), num_classes=2, stages="small")
+    with pytest.raises(ValueError, match="must equal grid_size=7"):
+        build("yolo_v1", input_shape=(64, 64, 1), num_classes=2, stages="small", head="conv")
+    with pytest.raises(ValueError, match="Unknown stages='tiny'"):
+        build("yolo_v1", input_shape=(64, 64, 1), num_classes=2, stages="tiny")
+
+
+def test_crossentropy_class_loss_on_the_hand_case():
+    y_true, y_pred = _hand_case()
+    loss = YOLOv1Loss(boxes_per_cell=2, rescore=False, class_loss="crossentropy")
+    per_image = keras.ops.convert_to_numpy(loss.call(y_true[None], y_pred[None]))
+    # the squared class error 0.32 becomes -log p(true class) = -log 0.6
+    np.testing.assert_allclose(per_image, [0.0125 + 0.04 + 0.045 + 0.1 - np.log(0.6)], rtol=1e-5)
+    assert YOLOv1Loss.from_config(loss.get_config()).class_loss == "crossentropy"
