@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from convflow.components.boxes import BoxTargets
-from convflow.components.ingest import folder
+from convflow.components.images import ImageRejected, decode_file
 
 # Split names as the sources spell them -> the project's split names.
 SPLIT_ALIASES = {
@@ -49,8 +49,8 @@ def decode_image(path: Path):
     if not path.is_file():
         return None, f"image file missing: {path}"
     try:
-        return folder.decode(path), None
-    except ValueError as e:
+        return decode_file(path), None
+    except ImageRejected as e:
         return None, f"{path}: {e}"
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from convflow.components.base import ComponentError
 from convflow.components.boxes import BadBox, BoxTargets, from_yolo
+from convflow.components.images import EXTENSIONS
 from convflow.components.ingest.box_records import (
     SPLIT_ALIASES,
     BoxRecord,
@@ -19,7 +20,6 @@ from convflow.components.ingest.box_records import (
     read_class_names,
     rejection,
 )
-from convflow.components.ingest.folder import EXTENSIONS
 
 
 def parse_labels(text: str, names: list[str], height: int, width: int) -> BoxTargets:
