@@ -26,6 +26,8 @@ REQUIRES = [
     "pycocotools==2.0.11",
     # Distance transforms for U-Net's border weight map (segmentation).
     "scipy==1.17.1",
+    # convflow schedule: cron expressions (ticks, time zones, DST) without a parser of our own.
+    "croniter==7.0.0",
 ]
 
 setup(

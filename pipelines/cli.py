@@ -6,7 +6,9 @@ import argparse
 import os
 import sys
 
+from convflow.pipelines import exporters, scheduling
 from convflow.pipelines.config import ConfigError, apply_overrides, read_yaml, resolve
+from convflow.pipelines.scheduling import add_orchestration_args
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
 
@@ -31,6 +33,7 @@ def _cmd_run(args) -> int:
     from convflow.pipelines.dag import PipelineError
     from convflow.pipelines.store import StoreLockedError
     from convflow.pipelines.tracking import TrackingUnavailable
+    from convflow.pipelines.triggers import parse_tags
 
     cfg, definition = load_config(args.config, args.set)
     if args.artifact_root:
@@ -39,6 +42,14 @@ def _cmd_run(args) -> int:
         cfg = dataclasses.replace(
             cfg, pipeline=dataclasses.replace(cfg.pipeline, artifact_root=args.artifact_root)
         )
+    if args.only and (args.from_step or args.to_step):
+        print("error: --only STEP runs one step; drop --from/--to", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        tags = parse_tags(args.tag)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     opts = runner.RunOptions(
         force=args.force,
         from_step=args.from_step,
@@ -46,6 +57,10 @@ def _cmd_run(args) -> int:
         tracking_uri=args.tracking_uri,
         wait=args.wait,
         show_progress=not args.quiet,
+        only=args.only,
+        trigger=args.trigger,
+        tags=tags,
+        run_group=args.run_group,
     )
     try:
         pipeline = definition.create_pipeline(cfg)
@@ -146,6 +161,7 @@ def parser() -> argparse.ArgumentParser:
         help="wait this long for another run holding the store (default: fail at once)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_orchestration_args(run)
     run.set_defaults(fn=_cmd_run)
 
     val = sub.add_parser("validate", help="check a config and print it resolved")
@@ -167,6 +183,8 @@ def parser() -> argparse.ArgumentParser:
         "--tracking-uri", help="registry (default: $MLFLOW_TRACKING_URI or embedded sqlite)"
     )
     pred.set_defaults(fn=_cmd_predict)
+    scheduling.add_parser(sub, with_config)
+    exporters.add_parser(sub, with_config)
     return ap
 
 
@@ -185,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C, or `convflow schedule` stopping a run past its grace
+        print("error: interrupted; published steps are kept: re-run to resume", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

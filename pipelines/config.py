@@ -47,12 +47,53 @@ class PipelineSettings:
 
 
 @dataclass(frozen=True)
+class ScheduleSettings:
+    """The optional ``schedule:`` section: when the pipeline runs unattended.
+
+    ``convflow schedule`` takes its defaults from here and ``convflow export airflow``
+    writes them into the DAG. It never joins a cache key: when a run happens does not
+    change what it computes.
+
+    Attributes:
+        cron: a cron expression, e.g. "0 2 * * *" (a 6th field is seconds).
+        timezone: IANA zone the cron fields are read in, e.g. "Europe/Berlin".
+        catchup: "latest" runs once at start-up when ticks were missed; "none" does not.
+        retries: Airflow: retries of a failed step.
+        retry_delay_s: Airflow: first retry delay; it doubles on each retry.
+        max_retry_delay_s: Airflow: the longest retry delay.
+    """
+
+    cron: str | None = param(None, help='a cron expression, e.g. "0 2 * * *"')
+    timezone: str = param("UTC", help='IANA time zone, e.g. "Europe/Berlin"')
+    catchup: str = param("none", choices=("none", "latest"))
+    retries: int = param(2, min=0)
+    retry_delay_s: int = param(300, min=1)
+    max_retry_delay_s: int = param(3600, min=1)
+
+    def __post_init__(self):
+        # croniter and zoneinfo: light, and a bad expression must fail at load, not at 2 am.
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        from croniter import croniter
+
+        if self.cron is not None and not croniter.is_valid(self.cron):
+            raise ValueError(f"cron: {self.cron!r} is not a cron expression, e.g. '0 2 * * *'")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"timezone: {self.timezone!r} is not an IANA time zone, e.g. 'Europe/Berlin'"
+            ) from None
+
+
+@dataclass(frozen=True)
 class Config:
     """A resolved, validated pipeline config."""
 
     pipeline: PipelineSettings
     sections: Mapping[str, Any]  # component name -> its params dataclass
     source: str = ""
+    schedule: ScheduleSettings | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {"pipeline": dataclasses.asdict(self.pipeline)}
@@ -60,7 +101,10 @@ class Config:
         return out
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        out = self.to_dict()
+        if self.schedule is not None:  # shown and logged, but no part of the hash
+            out["schedule"] = dataclasses.asdict(self.schedule)
+        return yaml.safe_dump(out, sort_keys=False)
 
     @property
     def hash(self) -> str:
@@ -329,9 +373,12 @@ def resolve(data: Mapping[str, Any], components: Mapping[str, type], source: str
     """Validates raw config data against the pipeline settings and component params."""
     data = dict(data)
     pipeline = build_dataclass(PipelineSettings, data.pop("pipeline", None) or {}, "pipeline")
+    schedule = data.pop("schedule", None)
+    if schedule is not None:
+        schedule = build_dataclass(ScheduleSettings, schedule or {}, "schedule")
     unknown = sorted(set(data) - set(components))
     if unknown:
-        allowed = ", ".join(["pipeline", *components])
+        allowed = ", ".join(["pipeline", *components, "schedule"])
         raise ConfigError(f"{unknown[0]}: unknown section; allowed sections: {allowed}")
     sections = {}
     for name, params_cls in components.items():
@@ -341,4 +388,4 @@ def resolve(data: Mapping[str, Any], components: Mapping[str, type], source: str
         sections[name] = build_dataclass(params_cls, section, name)
     if pipeline.model_name is None:
         pipeline = dataclasses.replace(pipeline, model_name=pipeline.name)
-    return Config(pipeline=pipeline, sections=sections, source=source)
+    return Config(pipeline=pipeline, sections=sections, source=source, schedule=schedule)

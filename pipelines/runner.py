@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 from convflow.components.base import ComponentError, Context, OutputArtifact
-from convflow.pipelines import tracking
+from convflow.pipelines import tracking, triggers
 from convflow.pipelines.cache import package_versions, source_closure, step_key
 from convflow.pipelines.config import Config
 from convflow.pipelines.dag import Pipeline, PipelineError
@@ -42,6 +42,10 @@ class RunOptions:
     tracking_uri: str | None = None
     wait: float = 0.0
     show_progress: bool = True
+    only: str | None = None  # exactly this step, inputs from the store (orchestrators)
+    trigger: str = "manual"  # manual | schedule | data | airflow: the parent run's tag
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)  # more parent-run tags
+    run_group: str | None = None  # steps run one by one (Airflow) share this parent run
 
 
 def git_commit() -> str:
@@ -66,7 +70,10 @@ def run(pipeline: Pipeline, cfg: Config, opts: RunOptions, out: TextIO | None = 
     import mlflow
 
     out = out or sys.stdout
-    selected = pipeline.select(opts.from_step, opts.to_step)
+    if opts.only:  # a single step: the same selection as --from STEP --to STEP
+        selected = pipeline.select(opts.only, opts.only)
+    else:
+        selected = pipeline.select(opts.from_step, opts.to_step)
     source_closure.cache_clear()  # sources may have changed since the last run in this process
     forced = set(selected) if opts.force else set()
     if opts.from_step:
@@ -90,12 +97,13 @@ def run(pipeline: Pipeline, cfg: Config, opts: RunOptions, out: TextIO | None = 
             "experiment_id": exp_id,
         }
         run_name = f"{pipeline.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        with mlflow.start_run(experiment_id=exp_id, run_name=run_name) as parent:
+        with triggers.parent_run(exp_id, run_name, opts.run_group) as parent:
             facts["run_id"] = parent.info.run_id
             _log_parent(cfg, facts, versions, store, parent.info.run_id)
+            mlflow.set_tags(triggers.trigger_tags(opts.trigger, opts.tags))
             results = _run_steps(pipeline, opts, store, selected, forced, facts, versions)
             failed = [r for r in results if r.status == FAILED]
-            mlflow.set_tag("convflow.summary", " ".join(f"{r.name}={r.status}" for r in results))
+            mlflow.set_tag("convflow.summary", triggers.summary(parent, results))
             if failed:
                 mlflow.set_tag("error", failed[0].error[:5000])
                 mlflow.end_run(status="FAILED")
@@ -140,12 +148,9 @@ def _run_steps(pipeline, opts, store, selected, forced, facts, versions):
             versions,
             {f: facts[f] for f in step.component.key_facts},
         )
-        if name not in selected:  # upstream of --from: must already exist
+        if name not in selected:  # upstream of --from/--only: must already exist
             if not store.is_published(name, key):
-                raise PipelineError(
-                    f"--from {opts.from_step}: upstream step {name!r} has no published output "
-                    "for this config; run without --from first"
-                )
+                raise PipelineError(triggers.missing_upstream(pipeline, opts, name))
             published[name] = store.outputs(name, key)
             results.append(StepResult(name, NOT_RUN, key=key))
             continue
