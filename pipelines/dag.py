@@ -28,6 +28,11 @@ class Step:
     component: Component
     params: Any
     inputs: Mapping[str, OutputRef] = field(default_factory=dict)
+    after: tuple[str, ...] = ()  # steps that must succeed first; they do not join the key
+
+    def depends_on(self) -> set[str]:
+        """The steps this one waits for: those it reads from, and its ``after`` steps."""
+        return {ref.step for ref in self.inputs.values()} | set(self.after)
 
     def __getitem__(self, output: str) -> OutputRef:
         if output not in self.component.outputs:
@@ -45,8 +50,20 @@ class Pipeline:
     name: str
     steps: dict[str, Step] = field(default_factory=dict)
 
-    def add(self, component: Component, params: Any, name: str | None = None, **inputs: OutputRef):
-        """Adds a step; ``inputs`` wire each declared input to an upstream step's output."""
+    def add(
+        self,
+        component: Component,
+        params: Any,
+        name: str | None = None,
+        after: tuple[str, ...] = (),
+        **inputs: OutputRef,
+    ):
+        """Adds a step; ``inputs`` wire each declared input to an upstream step's output.
+
+        ``after`` names steps that must succeed before this one although it reads nothing
+        of theirs (a gate such as validate_data before train); they order the DAG and a
+        partial run needs them published, but they do not join this step's cache key.
+        """
         name = name or component.name
         if name in self.steps:
             raise PipelineError(f"step {name!r} is added twice")
@@ -69,19 +86,22 @@ class Pipeline:
                     f"step {name!r}: input {key!r} wants {component.inputs[key]}, got {ref.type} "
                     f"from {ref.step}.{ref.output}"
                 )
-        step = Step(name, component, params, dict(inputs))
+        for gate in after:
+            if gate not in self.steps:
+                raise PipelineError(f"step {name!r}: after={gate!r} is not an earlier step")
+        step = Step(name, component, params, dict(inputs), tuple(after))
         self.steps[name] = step
         return step
 
     def upstream(self, name: str) -> set[str]:
         """All steps ``name`` depends on, transitively."""
         seen: set[str] = set()
-        todo = [ref.step for ref in self.steps[name].inputs.values()]
+        todo = list(self.steps[name].depends_on())
         while todo:
             s = todo.pop()
             if s not in seen:
                 seen.add(s)
-                todo.extend(ref.step for ref in self.steps[s].inputs.values())
+                todo.extend(self.steps[s].depends_on())
         return seen
 
     def downstream(self, name: str) -> set[str]:
@@ -89,7 +109,7 @@ class Pipeline:
 
     def order(self) -> list[str]:
         """Topological order (Kahn), ties broken by insertion order for stable output."""
-        deps = {n: {r.step for r in s.inputs.values()} for n, s in self.steps.items()}
+        deps = {n: s.depends_on() for n, s in self.steps.items()}
         done: list[str] = []
         while len(done) < len(deps):
             ready = [n for n in deps if n not in done and deps[n] <= set(done)]

@@ -82,7 +82,7 @@ def airflow_dag(pipeline, cfg, config_path: str, overrides: list[str], tracking_
     tasks = "\n".join(f"    {var[n]} = step({n!r})" for n in order)
     edges = []
     for name in order:
-        ups = sorted({ref.step for ref in pipeline.steps[name].inputs.values()}, key=order.index)
+        ups = sorted(pipeline.steps[name].depends_on(), key=order.index)
         if ups:
             left = var[ups[0]] if len(ups) == 1 else f"[{', '.join(var[u] for u in ups)}]"
             edges.append(f"    {left} >> {var[name]}")

@@ -101,6 +101,9 @@ def run(pipeline: Pipeline, cfg: Config, opts: RunOptions, out: TextIO | None = 
             facts["run_id"] = parent.info.run_id
             _log_parent(cfg, facts, versions, store, parent.info.run_id)
             mlflow.set_tags(triggers.trigger_tags(opts.trigger, opts.tags))
+            # First thing a scheduler reads, so even a run stopped mid-way is named in its log.
+            started = f"▶ MLflow run {parent.info.run_id} ({opts.trigger})"
+            print(started, file=sys.stderr, flush=True)
             results = _run_steps(pipeline, opts, store, selected, forced, facts, versions)
             failed = [r for r in results if r.status == FAILED]
             mlflow.set_tag("convflow.summary", triggers.summary(parent, results))

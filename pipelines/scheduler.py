@@ -29,7 +29,7 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import TextIO
 
-RUN_ID_LINE = re.compile(r"^MLflow run (\w+) in experiment")
+RUN_ID_LINE = re.compile(r"^(?:▶ )?MLflow run (\w+) ")
 KILL_AFTER_SIGINT_S = 10.0
 
 
@@ -210,7 +210,7 @@ class Scheduler:
 
     def _busy(self) -> str:
         c = self.child
-        return f"run pid {c.proc.pid} ({c.trigger}, started {c.started.isoformat()}) still going"
+        return f"previous run (pid {c.proc.pid}, started {c.started:%H:%M:%S}) still going"
 
     # -- stopping ------------------------------------------------------------
     def _install_signals(self) -> None:

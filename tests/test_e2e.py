@@ -23,7 +23,7 @@ def test_full_pipeline_registers_champion_caches_and_keeps_champion_on_worse_run
     run = ["run", str(cfg), "--tracking-uri", mlflow_server, "--quiet"]
     assert main(run) == 0
     first = capsys.readouterr().out
-    for step in ("ingest", "preprocess", "train", "evaluate", "register"):
+    for step in ("ingest", "preprocess", "validate_data", "train", "evaluate", "register"):
         assert f"| {step} " in first and "| ran " in first
 
     client = MlflowClient(mlflow_server)
@@ -34,7 +34,7 @@ def test_full_pipeline_registers_champion_caches_and_keeps_champion_on_worse_run
 
     assert main(run) == 0  # same config: every step is a cache hit, nothing registered
     second = capsys.readouterr().out
-    assert second.count("| cached ") == 5
+    assert second.count("| cached ") == 6
     assert len(client.search_model_versions(f"name = '{NAME}'")) == 1
 
     worse = [*run, "--set", "train.epochs=1", "--set", "train.learning_rate=0.00001"]
@@ -54,5 +54,5 @@ def test_full_pipeline_registers_champion_caches_and_keeps_champion_on_worse_run
             filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
         )
         assert sorted(r.info.run_name for r in steps) == sorted(
-            ["ingest", "preprocess", "train", "evaluate", "register"]
+            ["ingest", "preprocess", "validate_data", "train", "evaluate", "register"]
         )

@@ -1,4 +1,4 @@
-"""Image classification: ingest -> preprocess -> train -> evaluate -> register."""
+"""Image classification: ingest -> preprocess -> validate_data -> train -> evaluate -> register."""
 
 from __future__ import annotations
 
@@ -7,17 +7,25 @@ from convflow.components.ingest import ingest
 from convflow.components.preprocess import preprocess
 from convflow.components.register import register
 from convflow.components.train import train
+from convflow.components.validate_data import validate_data
 from convflow.pipelines.config import Config
 from convflow.pipelines.dag import Pipeline
 
-COMPONENTS = {c.name: c for c in (ingest, preprocess, train, evaluate, register)}
+COMPONENTS = {c.name: c for c in (ingest, preprocess, validate_data, train, evaluate, register)}
 
 
 def create_pipeline(cfg: Config) -> Pipeline:
     p = Pipeline(cfg.pipeline.name)
     raw = p.add(ingest, cfg["ingest"])
     pre = p.add(preprocess, cfg["preprocess"], examples=raw["examples"])
-    fit = p.add(train, cfg["train"], examples=pre["examples"])
+    p.add(
+        validate_data,
+        cfg["validate_data"],
+        raw_examples=raw["examples"],
+        examples=pre["examples"],
+        statistics=pre["statistics"],
+    )
+    fit = p.add(train, cfg["train"], after=("validate_data",), examples=pre["examples"])
     judged = p.add(
         evaluate,
         cfg["evaluate"],
