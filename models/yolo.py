@@ -310,12 +310,14 @@ def non_max_suppression(boxes, scores, iou_threshold=0.5, max_outputs=None):
 
 
 def decode_predictions(y_pred, boxes_per_cell=2, score_threshold=0.2, iou_threshold=0.5,
-                       max_boxes=100):  # fmt: skip
+                       max_boxes=100, multi_label=False):  # fmt: skip
     """YOLO v1 output -> detections per image (numpy).
 
-    Each box takes its best class; its score is conf · Pr(class | object) (the paper's
-    class-specific confidence). Boxes under ``score_threshold`` are dropped and NMS runs per
-    class.
+    A box's score for class c is conf · Pr(c | object) (the paper's class-specific
+    confidence). Each box takes its best class, or with ``multi_label`` every class whose
+    score reaches ``score_threshold`` (the paper scores every class of every box at test
+    time; a box whose class is uncertain then counts for each candidate, as COCO evaluation
+    expects). Pairs under ``score_threshold`` are dropped and NMS runs per class.
 
     Args:
         y_pred: (N, S, S, B·5 + C) model output.
@@ -323,6 +325,7 @@ def decode_predictions(y_pred, boxes_per_cell=2, score_threshold=0.2, iou_thresh
         score_threshold: minimum class-specific confidence.
         iou_threshold: NMS threshold.
         max_boxes: per image, after NMS.
+        multi_label: one detection per (box, class) pair above the threshold.
 
     Returns:
         A list of N dicts with ``boxes`` (k, 4) corner boxes clipped to [0, 1] (image
@@ -341,13 +344,20 @@ def decode_predictions(y_pred, boxes_per_cell=2, score_threshold=0.2, iou_thresh
     class_scores = pred[..., 4:5] * probs  # (N, S, S, B, C)
     results = []
     for i in range(n):
-        boxes = corners[i].reshape(-1, 4)
-        scores_all = class_scores[i].reshape(len(boxes), -1)
-        classes, scores = scores_all.argmax(axis=1), scores_all.max(axis=1)
-        keep = np.flatnonzero(scores >= score_threshold)
+        all_boxes = corners[i].reshape(-1, 4)
+        scores_all = class_scores[i].reshape(len(all_boxes), -1)
+        if multi_label:
+            box_index, classes = np.nonzero(scores_all >= score_threshold)
+            scores = scores_all[box_index, classes]
+        else:
+            box_index = np.arange(len(all_boxes))
+            classes, scores = scores_all.argmax(axis=1), scores_all.max(axis=1)
+            keep = scores >= score_threshold
+            box_index, classes, scores = box_index[keep], classes[keep], scores[keep]
+        boxes = all_boxes[box_index]
         kept = []
-        for c in np.unique(classes[keep]):
-            members = keep[classes[keep] == c]
+        for c in np.unique(classes):
+            members = np.flatnonzero(classes == c)
             kept.append(
                 members[non_max_suppression(boxes[members], scores[members], iou_threshold)]
             )

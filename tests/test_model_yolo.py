@@ -144,6 +144,12 @@ def test_decode_predictions_scores_thresholds_and_suppresses_per_class():
     (tight,) = decode_predictions(y, boxes_per_cell=1, score_threshold=0.2, iou_threshold=0.1)
     np.testing.assert_allclose(tight["scores"], [0.72, 0.63], rtol=1e-6)
     np.testing.assert_array_equal(tight["classes"], [1, 0])
+    # multi_label: D also counts as class 1 (0.9 · 0.3 = 0.27 >= 0.2; IoU 0.28 with A, 0.1
+    # with B, so NMS keeps it); A's class 0 (0.18) stays under the threshold.
+    (multi,) = decode_predictions(y, boxes_per_cell=1, score_threshold=0.2, multi_label=True)
+    np.testing.assert_allclose(multi["scores"], [0.72, 0.64, 0.63, 0.27], rtol=1e-6)
+    np.testing.assert_array_equal(multi["classes"], [1, 1, 0, 1])
+    np.testing.assert_allclose(multi["boxes"][3], multi["boxes"][2])
 
 
 @needs_tensorflow
