@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from convflow.pipelines import exporters, scheduling
+from convflow.pipelines import exporters, scheduling, ui
 from convflow.pipelines.config import ConfigError, apply_overrides, read_yaml, resolve
 from convflow.pipelines.scheduling import add_orchestration_args
 
@@ -31,6 +31,7 @@ def load_config(path: str, overrides: list[str]):
 def _cmd_run(args) -> int:
     from convflow.pipelines import runner
     from convflow.pipelines.dag import PipelineError
+    from convflow.pipelines.quiet import quiet_stderr
     from convflow.pipelines.store import StoreLockedError
     from convflow.pipelines.tracking import TrackingUnavailable
     from convflow.pipelines.triggers import parse_tags
@@ -56,7 +57,7 @@ def _cmd_run(args) -> int:
         to_step=args.to_step,
         tracking_uri=args.tracking_uri,
         wait=args.wait,
-        show_progress=not args.quiet,
+        show_progress=not args.quiet and sys.stdout.isatty(),  # bars only on a terminal
         only=args.only,
         trigger=args.trigger,
         tags=tags,
@@ -64,7 +65,8 @@ def _cmd_run(args) -> int:
     )
     try:
         pipeline = definition.create_pipeline(cfg)
-        results, run_id = runner.run(pipeline, cfg, opts)
+        with quiet_stderr(enabled=not args.verbose):
+            results, _ = runner.run(pipeline, cfg, opts)
     except (PipelineError, StoreLockedError, TrackingUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE if isinstance(e, PipelineError) else EXIT_FAILED
@@ -80,7 +82,6 @@ def _cmd_run(args) -> int:
             )
             return EXIT_FAILED
         raise
-    print(f"MLflow run {run_id} in experiment {cfg.pipeline.name!r}")
     return EXIT_FAILED if any(r.status == runner.FAILED for r in results) else 0
 
 
@@ -162,6 +163,11 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     add_orchestration_args(run)
+    run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show library start-up messages (TensorFlow, absl, Beam, MLflow INFO) too",
+    )
     run.set_defaults(fn=_cmd_run)
 
     val = sub.add_parser("validate", help="check a config and print it resolved")
@@ -185,12 +191,14 @@ def parser() -> argparse.ArgumentParser:
     pred.set_defaults(fn=_cmd_predict)
     scheduling.add_parser(sub, with_config)
     exporters.add_parser(sub, with_config)
+    ui.add_parser(sub)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = parser().parse_args(argv)
+    if not getattr(args, "verbose", False):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.command == "predict":
         first = args.images[0]
         is_uri = first.startswith(

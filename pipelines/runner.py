@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TextIO
 
 from convflow.components.base import ComponentError, Context, OutputArtifact
-from convflow.pipelines import tracking, triggers
+from convflow.pipelines import dashboard, tracking, triggers
 from convflow.pipelines.cache import package_versions, source_closure, step_key
 from convflow.pipelines.config import Config
 from convflow.pipelines.dag import Pipeline, PipelineError
@@ -68,6 +68,7 @@ def git_commit() -> str:
 def run(pipeline: Pipeline, cfg: Config, opts: RunOptions, out: TextIO | None = None):
     """Runs the selected steps of ``pipeline``; returns (results, parent MLflow run id)."""
     import mlflow
+    from mlflow import MlflowClient
 
     out = out or sys.stdout
     if opts.only:  # a single step: the same selection as --from STEP --to STEP
@@ -85,6 +86,7 @@ def run(pipeline: Pipeline, cfg: Config, opts: RunOptions, out: TextIO | None = 
         store.sweep()
         uri, artifact_location = tracking.connect(opts.tracking_uri or cfg.pipeline.tracking_uri)
         exp_id = tracking.experiment_id(pipeline.name, artifact_location)
+        dashboard.prefer_model_training_view(MlflowClient(), exp_id)
         tracking.mark_orphans_killed(exp_id)
         versions = package_versions()
         facts = {
@@ -96,7 +98,7 @@ def run(pipeline: Pipeline, cfg: Config, opts: RunOptions, out: TextIO | None = 
             "model_name": cfg.pipeline.model_name,
             "experiment_id": exp_id,
         }
-        run_name = f"{pipeline.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_name = dashboard.run_name(pipeline.name, cfg.sections, cfg.hash)
         with triggers.parent_run(exp_id, run_name, opts.run_group) as parent:
             facts["run_id"] = parent.info.run_id
             _log_parent(cfg, facts, versions, store, parent.info.run_id)
@@ -105,12 +107,16 @@ def run(pipeline: Pipeline, cfg: Config, opts: RunOptions, out: TextIO | None = 
             started = f"▶ MLflow run {parent.info.run_id} ({opts.trigger})"
             print(started, file=sys.stderr, flush=True)
             results = _run_steps(pipeline, opts, store, selected, forced, facts, versions)
+            head = dashboard.summarize(
+                MlflowClient(), parent.info.run_id, store, results, cfg.sections
+            )
             failed = [r for r in results if r.status == FAILED]
             mlflow.set_tag("convflow.summary", triggers.summary(parent, results))
             if failed:
                 mlflow.set_tag("error", failed[0].error[:5000])
                 mlflow.end_run(status="FAILED")
     print_summary(results, out)
+    print(dashboard.result_line(head, uri, exp_id), file=out)
     return results, facts["run_id"]
 
 
@@ -175,7 +181,12 @@ def _nested_run(step, key, cache):
     import mlflow
 
     parent = mlflow.active_run()
-    run = mlflow.start_run(run_name=step.name, nested=True, experiment_id=parent.info.experiment_id)
+    run = mlflow.start_run(
+        run_name=step.name,
+        nested=True,
+        experiment_id=parent.info.experiment_id,
+        log_system_metrics=True,  # CPU, memory (and GPU) through MLflow's own monitor
+    )
     mlflow.set_tags(
         {
             "cache": cache,
@@ -189,14 +200,8 @@ def _nested_run(step, key, cache):
 
 
 def _record_hit(store, step, key) -> StepResult:
-    import mlflow
-
-    record = store.record(step.name, key)
-    _nested_run(step, key, "hit")
-    if record.get("metrics"):
-        mlflow.log_metrics(record["metrics"])
-    mlflow.log_dict(record, "step.json")
-    mlflow.end_run()
+    # No nested run: a hit would copy the producer's metrics into the charts. The parent
+    # names the producing run instead (dashboard.cache_tags).
     return StepResult(step.name, CACHED, 0.0, key)
 
 

@@ -5,12 +5,15 @@ One experiment per pipeline, one parent run per pipeline run, one nested run per
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from convflow.pipelines.dashboard import METRIC_NAMES_TAG, sanitize_metrics
 
 EMBEDDED_DIR = Path("convflow_runs")
 # Bounded retries against a server: a dead server costs seconds, not the default minutes.
@@ -128,6 +131,7 @@ class MlflowTracker:
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri)
         self._last_step: dict[str, int] = {}
+        self._renamed: dict[str, str] = {}
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
@@ -140,6 +144,10 @@ class MlflowTracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
+        metrics, renamed = sanitize_metrics(metrics)
+        if renamed.keys() - self._renamed.keys():
+            self._renamed.update(renamed)  # the original names, e.g. "f1_T-shirt/top"
+            self.set_tags({METRIC_NAMES_TAG: json.dumps(self._renamed)[:5000]})
         items = []
         for k, v in metrics.items():
             # A final value (no step) lands on the curve's last point, not back at step 0.

@@ -46,13 +46,21 @@ def test_full_pipeline_registers_champion_caches_and_keeps_champion_on_worse_run
     assert v2.tags["convflow.blessed"] == "false"
 
     exp = client.get_experiment_by_name(NAME)
-    parents = client.search_runs([exp.experiment_id], filter_string="tags.config_hash != ''")
+    parents = client.search_runs(
+        [exp.experiment_id], filter_string="tags.config_hash != ''", order_by=["start_time ASC"]
+    )
     assert len(parents) == 3
+    ran = []  # a nested run per step that ran; none for cache hits
     for parent in parents:
         steps = client.search_runs(
             [exp.experiment_id],
             filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
         )
-        assert sorted(r.info.run_name for r in steps) == sorted(
-            ["ingest", "preprocess", "validate_data", "train", "evaluate", "register"]
-        )
+        ran.append(sorted(r.info.run_name for r in steps))
+    assert ran == [
+        sorted(["ingest", "preprocess", "validate_data", "train", "evaluate", "register"]),
+        [],
+        ["evaluate", "register", "train"],
+    ]
+    assert [p.data.tags["cache"] for p in parents] == ["miss", "hit", "partial"]
+    assert "accuracy" in parents[0].data.metrics and not parents[1].data.metrics

@@ -141,8 +141,8 @@ def test_failed_step_stops_the_run_and_marks_mlflow_failed(fake, sqlite_uri):
     assert not list((Path(fake.root) / "double").glob(".tmp-*"))  # the half artifact is gone
 
 
-def test_mlflow_records_parent_and_nested_runs_with_cache_tags(fake, sqlite_uri):
-    fake()
+def test_mlflow_records_nested_runs_for_work_and_only_a_parent_for_cache_hits(fake, sqlite_uri):
+    _, _, first_id = fake()
     _, _, run_id = fake()
     client = MlflowClient(sqlite_uri)
     parent = client.get_run(run_id)
@@ -152,16 +152,22 @@ def test_mlflow_records_parent_and_nested_runs_with_cache_tags(fake, sqlite_uri)
         "config.yaml",
         "package_versions.json",
     }
-    children = client.search_runs(
-        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'"
-    )
-    assert sorted(r.info.run_name for r in children) == ["consume", "double", "produce"]
-    for r in children:
-        assert r.data.tags["cache"] == "hit"
+    exp = [parent.info.experiment_id]
+    workers = client.search_runs(exp, filter_string=f"tags.mlflow.parentRunId = '{first_id}'")
+    assert sorted(r.info.run_name for r in workers) == ["consume", "double", "produce"]
+    for r in workers:
+        assert r.data.tags["cache"] == "miss"
         assert len(r.data.tags["cache_key"]) == 64
         assert r.data.params["value"] == "1"
-    consume = next(r for r in children if r.info.run_name == "consume")
-    assert consume.data.metrics["value"] == 3.0  # re-logged from the cached record
+    # The all-cached invocation writes one run: no copies of the steps' metrics.
+    assert not client.search_runs(exp, filter_string=f"tags.mlflow.parentRunId = '{run_id}'")
+    assert len(client.search_runs(exp)) == 3 + 1 + 1
+    assert parent.data.tags["cache"] == "hit"
+    assert parent.data.metrics == {}
+    producers = {r.info.run_name: r.info.run_id for r in workers}
+    for step, producer in producers.items():
+        assert parent.data.tags[f"convflow.cached_from.{step}"] == producer
+    assert client.get_run(first_id).data.tags["cache"] == "miss"
 
 
 def test_lock_rejects_a_second_run(tmp_path):

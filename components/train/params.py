@@ -73,7 +73,9 @@ class TrainParams:
 
     model: str = param("lenet5", help="model zoo name (see `convflow models`)")
     model_kwargs: dict[str, Any] = param(
-        help="extra builder kwargs for the zoo model", default_factory=dict
+        help="builder kwargs: {model name: {arg: value}} (only the chosen model's apply) "
+        "or {arg: value}",
+        default_factory=dict,
     )
     epochs: int = param(10, help="training epochs", min=1, max=10_000)
     batch_size: int = param(128, help="global batch size", min=1, max=65_536)
