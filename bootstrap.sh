@@ -4,6 +4,7 @@
 #   ./bootstrap.sh            venv + packages + Fashion-MNIST, then the default pipeline
 #   ./bootstrap.sh --no-run   set up only (what CI does before the tests)
 #   ./bootstrap.sh --set train.epochs=2 ...   extra arguments go to `convflow run`
+#   ./bootstrap.sh --verbose  also show pip's output and the libraries' start-up messages
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -31,8 +32,18 @@ if [[ ! -x .venv/bin/python ]]; then
   "$PY" -m venv .venv
 fi
 echo "== installing convflow and its dependencies into .venv (first time: a few minutes)"
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[dev]"
+# Only what the main job needs (the tests add theirs: scripts/test.sh). pip's and setuptools'
+# chatter (the editable-install notice box) goes to a log unless --verbose is given.
+log=.venv/pip-install.log
+if [[ " $* " == *" --verbose "* ]]; then
+  .venv/bin/python -m pip install --upgrade pip
+  .venv/bin/python -m pip install -e .
+elif ! { .venv/bin/python -m pip install -q --upgrade pip &&
+  .venv/bin/python -m pip install -q -e .; } >"$log" 2>&1; then
+  tail -n 30 "$log" >&2
+  echo "error: installing convflow failed (full log: $log)" >&2
+  exit 1
+fi
 
 if [[ ${1:-} == --no-run ]]; then
   echo "== set up; run the pipeline with: .venv/bin/convflow run configs/fashion_mnist_lenet.yaml"

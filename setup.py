@@ -30,6 +30,8 @@ REQUIRES = [
     "croniter==7.0.0",
 ]
 
+TEST_REQUIRES = ["pytest>=8", "ruff>=0.6", "jax==0.10.2", DASK, POSTGRES]
+
 setup(
     name="convflow",
     version="0.1.0",
@@ -50,9 +52,11 @@ setup(
         "dask": [DASK],
         # MLflow's tracking server on PostgreSQL (mlflow/server.sh MLFLOW_BACKEND=postgresql://…).
         "postgres": [POSTGRES],
-        # torch: the second Keras backend the zoo is tested on (a CPU wheel, no CUDA).
+        # What the tests need on top of the main job (scripts/test.sh installs it): JAX's CPU
+        # wheel is the second Keras backend the zoo is tested on (380 MB; torch was 750 MB).
         # The tests start a Dask cluster and an MLflow server on PostgreSQL, so they need both.
-        "dev": ["pytest>=8", "ruff>=0.6", "torch==2.13.0", DASK, POSTGRES],
+        "test": TEST_REQUIRES,
+        "dev": TEST_REQUIRES,
     },
     entry_points={"console_scripts": ["convflow=convflow.pipelines.cli:main"]},
 )

@@ -5,7 +5,10 @@
   the URL parameter ``workflowType=machine_learning``; the experiment tag
   ``mlflow.experimentKind`` only classifies the experiment (no "which kind?" prompt). So
   experiments are tagged, and every link convflow prints carries the URL parameter
-  (:func:`ui_url`); ``convflow ui`` serves a store and prints that link.
+  (:func:`ui_url`); ``convflow ui`` serves a store and prints that link. The runs table
+  shows no metric column until one is picked, so the link also names a *shared view* (an
+  experiment tag ``mlflow.sharedViewState.convflow``, MLflow's "share view" format) whose
+  columns are the headline metric, blessing, version, aliases, cache and key params.
 - **Parent run.** Headline metrics (the task's blessing metric and the evaluation summary),
   blessed, registered version and aliases, key params, a readable name, cache tags, the
   dataset (``log_inputs``, digest = the ingest fingerprint) and the logged model
@@ -27,7 +30,11 @@ from typing import Any
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING_KIND = "custom_model_development"
-ML_VIEW_QUERY = "workflowType=machine_learning"
+SHARED_VIEW_KEY = "convflow"
+SHARED_VIEW_TAG = f"mlflow.sharedViewState.{SHARED_VIEW_KEY}"
+ML_VIEW_QUERY = f"workflowType=machine_learning&viewStateShareKey={SHARED_VIEW_KEY}"
+# The runs table's columns in the shared view (MLflow's "Columns" ids).
+ROW_TAGS = ("blessed", "registered_version", "aliases", "cache", "trigger")
 CACHED_FROM = "convflow.cached_from."
 METRIC_NAMES_TAG = "convflow.metric_names"
 DEFAULT_HEADLINE = "accuracy"
@@ -73,8 +80,25 @@ def prefer_model_training_view(client, experiment_id: str) -> None:
         client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
 
 
+def shared_view(headline_metric: str) -> str:
+    """The shared view's JSON: the row's columns, newest run first."""
+    columns = ["attributes.`Dataset`", "attributes.`Models`", f"metrics.`{headline_metric}`"]
+    columns += [f"tags.`{t}`" for t in ROW_TAGS]
+    columns += [f"params.`{column}`" for _, column in KEY_PARAMS]
+    view = {"selectedColumns": columns, "orderByKey": "attributes.start_time", "orderByAsc": False}
+    return json.dumps(view)
+
+
+def share_view(client, experiment_id: str, headline_metric: str) -> None:
+    """Writes (or updates) the experiment's convflow view for its headline metric."""
+    value = shared_view(headline_metric)
+    if client.get_experiment(experiment_id).tags.get(SHARED_VIEW_TAG) != value:
+        client.set_experiment_tag(experiment_id, SHARED_VIEW_TAG, value)
+
+
 def ui_url(base: str, experiment_id: str) -> str:
-    """The link that opens an experiment's runs table in the model-training view."""
+    """The link that opens an experiment's runs table in the model-training view, with the
+    convflow columns (:func:`shared_view`)."""
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?{ML_VIEW_QUERY}"
 
 
@@ -215,6 +239,7 @@ def summarize(client, run_id: str, store, results, sections: Mapping[str, Any]) 
 
     artifacts, records = step_outputs(store, results)
     head = headline(artifacts)
+    share_view(client, client.get_run(run_id).info.experiment_id, head["metric"])
     tags = cache_tags(results, records)
     if "blessed" in head:
         tags["blessed"] = str(head["blessed"]).lower()

@@ -59,7 +59,8 @@ def test_result_line_names_figure_blessing_version_and_the_ui_command():
     )
     served = dashboard.result_line({"metric": "accuracy"}, "http://127.0.0.1:5000", "7")
     assert served.endswith(
-        "http://127.0.0.1:5000/#/experiments/7/runs?workflowType=machine_learning"
+        "http://127.0.0.1:5000/#/experiments/7/runs"
+        "?workflowType=machine_learning&viewStateShareKey=convflow"
     )
 
 
