@@ -15,6 +15,7 @@ source fingerprint of the last run, for data triggers) is kept in a small JSON f
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -100,10 +101,22 @@ class Scheduler:
 
     # -- the loop ------------------------------------------------------------
     def run(self) -> int:
-        """The loop; returns the process exit code (0 after a clean stop)."""
+        """The loop; returns the process exit code (0 after a clean stop, 1 when another
+        scheduler already runs this pipeline on this store)."""
+        lock = _hold(self.plan.state_path.with_suffix(".lock"))
+        if lock is None:
+            print(
+                f"error: another `convflow schedule` runs this pipeline on this store "
+                f"({self.plan.state_path.with_suffix('.lock')}); stop it first",
+                file=sys.stderr,
+            )
+            return 1
         self._install_signals()
         self._say(f"scheduler started: {self._describe()}; log {self.plan.log_path}")
         self._catch_up()
+        if self.ticks and "last_tick" not in self.state:  # from now on, a missed tick is seen
+            self.state["last_tick"] = self.now().isoformat()
+            _write_state(self.plan.state_path, self.state)
         while not self.stop.is_set() and not self._done():
             self._reap()
             if self.next_tick is not None and self.now() >= self.next_tick:
@@ -203,7 +216,8 @@ class Scheduler:
             return
         child.reader.join(timeout=5)
         code = child.proc.returncode
-        status = status or ("ok" if code == 0 else "failed")
+        locked = "another convflow run" in child.error  # a run by hand holds the store
+        status = status or ("ok" if code == 0 else "locked" if locked else "failed")
         detail = f"exit {code}" + (f": {child.error}" if child.error else "")
         self._log_line(child.started, self.now(), status, child.trigger, child.run_id, detail)
         self.child = None
@@ -272,6 +286,18 @@ class Scheduler:
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)  # the run and whatever it started (Beam workers)
+
+
+def _hold(path: Path) -> int | None:
+    """An exclusive flock on ``path`` for the life of the process, or None if taken."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def _read_state(path: Path) -> dict:

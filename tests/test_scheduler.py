@@ -202,3 +202,21 @@ def test_a_file_added_to_the_image_folder_triggers_a_run(tmp_path):
     assert (tags["data.old_fingerprint"], tags["data.new_fingerprint"]) == (before, after)
     assert before != after
     assert os.path.exists(tmp_path / "store" / "ingest")
+
+
+@pytest.mark.slow
+def test_a_second_scheduler_for_the_same_pipeline_is_refused(tmp_path):
+    import fcntl
+
+    cfg = _write_config(tmp_path / "c.yaml", tmp_path / "store", "{max_examples: 300}")
+    lock = tmp_path / "store" / f".schedule-{NAME}.lock"
+    lock.parent.mkdir()
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a running scheduler holds it
+        proc = _schedule(cfg, f"sqlite:///{tmp_path / 'm.db'}", "--cron", "0 2 * * *")
+        out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 1
+    assert out.strip().splitlines()[-1] == (
+        f"error: another `convflow schedule` runs this pipeline on this store ({lock}); "
+        "stop it first"
+    )
