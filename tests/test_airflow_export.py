@@ -32,7 +32,7 @@ dag = next(iter(bag.dags.values()), None)
 print(json.dumps({
     "errors": {k: str(v) for k, v in bag.import_errors.items()},
     "dags": sorted(bag.dags),
-    "schedule": getattr(dag.timetable, "_expression", None) if dag else None,
+    "schedule": getattr(dag.timetable, "expression", None) if dag else None,
     "tasks": {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks} if dag else {},
     "retries": sorted({t.retries for t in dag.tasks}) if dag else [],
     "backoff": sorted({bool(t.retry_exponential_backoff) for t in dag.tasks}) if dag else [],
