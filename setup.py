@@ -43,6 +43,9 @@ setup(
     # bare `models` or `pipelines`, which other projects' modules also use).
     packages=[f"convflow.{p}" for p in find_packages(include=[f"{d}*" for d in FOLDERS])],
     package_dir={f"convflow.{d}": d for d in FOLDERS},
+    # The zoo's metadata (names, kinds, arguments, parameter counts) for `convflow models` and
+    # config checks without Keras; written by `python -m convflow.models.catalog`.
+    package_data={"convflow.models": ["catalog.json"]},
     install_requires=[*REQUIRES, f"tensorflow-cpu=={TENSORFLOW}"],
     extras_require={
         # The CUDA build for GPU machines: `pip install -e .[gpu]` after uninstalling

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from convflow.components.base import EXAMPLES, Context, OutputArtifact
 from convflow.components.ingest import Params, ingest
-from convflow.components.ingest.params import IdxFiles
+from convflow.components.ingest.spec import IdxFiles
 
 
 def numpy_read(files: IdxFiles) -> int:

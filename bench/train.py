@@ -24,27 +24,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from convflow.components.base import ARTIFACT_FILE, Artifact, Context, OutputArtifact
-
-
-def run(fn, root: Path, inputs: dict, params) -> dict[str, Artifact]:
-    """Runs a component by hand and writes each output's artifact.json (no cache, no MLflow)."""
-    outputs = {}
-    for name, kind in fn.outputs.items():
-        (root / name).mkdir(parents=True)
-        outputs[name] = OutputArtifact(str(root / name), kind)
-    (root / "work").mkdir(parents=True)
-    fn(Context(params, inputs, outputs, root / "work", show_progress=False))
-    for out in outputs.values():
-        meta = {"type": out.type, "fingerprint": "bench", "producer": fn.name,
-                "properties": out.properties}  # fmt: skip
-        (out.path / ARTIFACT_FILE).write_text(json.dumps(meta))
-    return {name: Artifact.load(out.path) for name, out in outputs.items()}
+from convflow.components.base import Artifact
+from convflow.components.base import run_by_hand as run
 
 
 def prepare(root: Path) -> Artifact:
     from convflow.components.ingest import ingest
-    from convflow.components.ingest.params import Params as IngestParams
+    from convflow.components.ingest.spec import Params as IngestParams
     from convflow.components.preprocess import Params as PreprocessParams
     from convflow.components.preprocess import preprocess
 
@@ -68,7 +54,7 @@ def component_ips(examples: Artifact, root: Path, params) -> float:
 def plain_ips(examples: Artifact, params) -> float:
     import keras
     from convflow.components.examples import read_split
-    from convflow.components.train import build_network
+    from convflow.components.train.executor import build_network
     from convflow.components.train.optim import make_loss, make_metrics, make_optimizer
     from convflow.components.train.runtime import dtype_policy, resolve_precision, seed_everything
 

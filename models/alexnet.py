@@ -93,6 +93,7 @@ def AlexNet(
 register(
     "alexnet",
     family="alexnet",
+    first_conv="conv1",
     paper=PAPER,
     test_input_shape=(32, 32, 3),
     input_sizes="≥57×57; ≥15×15 with stem='small'",

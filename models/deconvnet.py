@@ -37,7 +37,7 @@ def deconv_bn_relu(x, filters, name, kernel_size=3, padding="same"):
 
 
 @register(
-    "deconvnet", family="deconvnet", paper=PAPER, kind="segmentation",
+    "deconvnet", family="deconvnet", paper=PAPER, kind="segmentation", first_conv="conv1_1_conv",
     test_input_shape=(32, 32, 3), input_sizes="fixed H, W multiples of 32 (224 in the paper)",
     test_kwargs={"width_multiplier": 0.0625, "fc_filters": 64},
 )  # fmt: skip

@@ -156,6 +156,7 @@ for _depth in IMAGENET:
     register(
         f"densenet{_depth}",
         family="densenet",
+        first_conv="conv1_conv",
         paper=PAPER,
         test_input_shape=(32, 32, 3),
         input_sizes="≥29×29; ≥8×8 with stem='small'",
@@ -165,6 +166,7 @@ for _depth in IMAGENET:
 register(
     "densenet_bc_100_k12",
     family="densenet",
+    first_conv="conv1_conv",
     paper=f"{PAPER}, DenseNet-BC (L=100, k=12)",
     test_input_shape=(32, 32, 3),
     input_sizes="≥4×4 (32×32 in the paper)",

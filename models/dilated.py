@@ -116,6 +116,7 @@ def Dilated(
 for _context in CONTEXT_WIDTHS:
     register(
         f"dilated_{_context}", family="dilated", paper=PAPER, kind="segmentation",
+        first_conv="block1_1_conv",
         test_input_shape=(32, 32, 3),
         input_sizes="H, W multiples of 8",
         test_kwargs={"width_multiplier": 0.0625, "fc_filters": 128},

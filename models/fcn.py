@@ -93,6 +93,7 @@ def FCN(
 for _v in SKIPS:
     register(
         _v, family="fcn", paper=PAPER, kind="segmentation", test_input_shape=(32, 32, 3),
+        first_conv="block1_1_conv",
         input_sizes="H, W multiples of 32",
         test_kwargs={"width_multiplier": 0.0625, "fc_filters": 256},
     )(variant(FCN, skips=SKIPS[_v], name=_v))  # fmt: skip

@@ -153,6 +153,7 @@ def GoogLeNet(
 register(
     "googlenet",
     family="googlenet",
+    first_conv="conv1",
     paper=PAPER,
     test_input_shape=(32, 32, 3),
     input_sizes="any H×W; aux heads: ≥65×65, ≥17×17 with stem='small'",

@@ -286,8 +286,20 @@ def get(spec):
     raise TypeError(f"initializer spec must be None, a str, a dict or an Initializer; got {spec!r}")
 
 
-def first_conv(model):
-    """The model's first convolution with a 2-D kernel (kh, kw, in, out), by layer order."""
+def first_conv(model, layer_name: str | None = None):
+    """The model's first convolution: the layer ``layer_name`` (the zoo's ModelSpec.first_conv).
+
+    Without a name (a model from outside the zoo), the first layer by order with a 2-D
+    kernel (kh, kw, in, out).
+
+    Raises:
+        ValueError: no such layer, or no 2-D convolution.
+    """
+    if layer_name is not None:
+        try:
+            return model.get_layer(layer_name)
+        except ValueError:
+            raise ValueError(f"{model.name} has no layer {layer_name!r}") from None
     for layer in model.layers:
         kernel = getattr(layer, "kernel", None)
         if kernel is not None and len(kernel.shape) == 4 and "conv" in type(layer).__name__.lower():
@@ -295,7 +307,7 @@ def first_conv(model):
     raise ValueError(f"{model.name} has no 2-D convolution to initialize")
 
 
-def init_first_conv(model, spec, trainable: bool = True):
+def init_first_conv(model, spec, trainable: bool = True, layer_name: str | None = None):
     """Sets ``model``'s first convolution kernel from ``spec`` (see :func:`get`).
 
     This is how any zoo model starts from hand-designed or k-means kernels without its
@@ -304,8 +316,11 @@ def init_first_conv(model, spec, trainable: bool = True):
 
     Returns:
         The initialized layer.
+
+    Raises:
+        ValueError: the model has no first convolution (see :func:`first_conv`).
     """
-    layer = first_conv(model)
+    layer = first_conv(model, layer_name)
     initializer = get(spec)
     layer.kernel.assign(initializer(tuple(layer.kernel.shape), dtype=layer.kernel.dtype))
     layer.trainable = trainable

@@ -285,15 +285,29 @@ def LeNet5(
 
 
 _SIZES = "any H×W (padded to 32×32 when smaller)"
-for _name, _kwargs, _paper, _test in (
-    ("lenet5", {}, PAPER, {}),
-    ("lenet5_1998", {"variant": "lecun1998"}, PAPER, {"rbf_output": True}),
-    ("lenet5_tiled", {"conv": "tiled"}, "Le et al. 2010, Tiled convolutional neural networks", {}),
-    ("lenet5_local", {"conv": "local"}, "Goodfellow et al. 2016, §9.5 (unshared convolution)", {}),
+# The tiled and locally connected variants have no shared 2-D kernel to plot or initialize.
+for _name, _kwargs, _paper, _test, _first in (
+    ("lenet5", {}, PAPER, {}, "c1_conv"),
+    ("lenet5_1998", {"variant": "lecun1998"}, PAPER, {"rbf_output": True}, "c1_conv"),
+    (
+        "lenet5_tiled",
+        {"conv": "tiled"},
+        "Le et al. 2010, Tiled convolutional neural networks",
+        {},
+        None,
+    ),
+    (
+        "lenet5_local",
+        {"conv": "local"},
+        "Goodfellow et al. 2016, §9.5 (unshared convolution)",
+        {},
+        None,
+    ),
 ):
     register(
         _name,
         family="lenet",
+        first_conv=_first,
         paper=_paper,
         test_input_shape=(28, 28, 1),
         input_sizes=_SIZES,

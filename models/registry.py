@@ -1,9 +1,12 @@
-"""Name -> builder registry for the model zoo.
+"""Name -> builder registry for the model zoo: a leaf module (it imports no model).
 
 Every builder shares one signature (``input_shape, num_classes, include_top, pooling,
 classifier_activation, name`` plus family knobs) and registers itself with
-``@register("resnet50", ...)``. The whole-registry test walks :func:`list_models`, so a new
-model is tested the moment it is registered.
+``@register("resnet50", ...)`` when its family module is imported. ``models/zoo.py`` imports
+every family and offers ``build``/``get_spec``/``list_models``; ``models/catalog.py`` is the
+light side (metadata read from catalog.json, no Keras) for the CLI and config checks. The
+whole-registry test walks ``zoo.list_models()``, so a new model is tested the moment it is
+registered.
 """
 
 from __future__ import annotations
@@ -30,6 +33,10 @@ class ModelSpec:
         input_sizes: human text for ``convflow models``: which inputs it accepts.
         test_kwargs: extra builder kwargs for the small test build.
         backend_agnostic: False for wrappers bound to TensorFlow (keras-cv).
+        first_conv: name of the first 2-D convolution (whose kernels the first-layer plot
+            shows and the unsupervised initializers set); None when there is none (1-D and
+            3-D models).
+        classifier: name of the layer that outputs the class scores.
     """
 
     name: str
@@ -41,6 +48,8 @@ class ModelSpec:
     input_sizes: str = "any H×W ≥ 32"
     test_kwargs: dict[str, Any] = field(default_factory=dict)
     backend_agnostic: bool = True
+    first_conv: str | None = None
+    classifier: str = "predictions"
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -74,58 +83,6 @@ def variant(builder: Callable[..., Any], **fixed: Any) -> Callable[..., Any]:
     return bound
 
 
-def _load_all() -> None:
-    # Importing the family modules fills the registry; done lazily so `import models.registry`
-    # stays cheap for the CLI.
-    import convflow.models.zoo  # noqa: F401
-
-
-def get_spec(name: str) -> ModelSpec:
-    _load_all()
-    if name not in _REGISTRY:
-        raise KeyError(f"Unknown model {name!r}; known models: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
-
-
-def build(name: str, **kwargs: Any):
-    """Builds a registered model: ``build("resnet20", input_shape=(32, 32, 3), num_classes=10)``."""
-    return get_spec(name).builder(**kwargs)
-
-
-def list_models(kind: str | None = None) -> list[str]:
-    """Registered names, sorted; ``kind`` filters to one of KINDS."""
-    _load_all()
-    return sorted(n for n, s in _REGISTRY.items() if kind is None or s.kind == kind)
-
-
-def describe(names: list[str] | None = None, kind: str | None = None) -> list[dict[str, Any]]:
-    """Rows for ``convflow models``: one dict per model, sorted by name.
-
-    Each row has ``name``, ``kind``, ``family``, ``params`` (counted on the model built with
-    all its defaults, i.e. at its default input and class count), ``default_input``,
-    ``input_sizes`` and ``paper``. Building is what counts the parameters exactly, so this
-    takes seconds per large model; pass ``names`` to describe a few.
-    """
-    import inspect
-
-    import keras
-
-    rows = []
-    for name in names if names is not None else list_models(kind):
-        spec = get_spec(name)
-        model = spec.builder()
-        default = inspect.signature(spec.builder).parameters.get("input_shape")
-        rows.append(
-            {
-                "name": name,
-                "kind": spec.kind,
-                "family": spec.family,
-                "params": int(model.count_params()),
-                "default_input": None if default is None else tuple(default.default),
-                "input_sizes": spec.input_sizes,
-                "paper": spec.paper,
-            }
-        )
-        del model
-        keras.backend.clear_session()  # free the weights before the next (possibly big) build
-    return sorted(rows, key=lambda row: row["name"])
+def registered() -> dict[str, ModelSpec]:
+    """The models registered so far (all of them once ``convflow.models.zoo`` is imported)."""
+    return dict(_REGISTRY)

@@ -199,6 +199,7 @@ for _depth in IMAGENET:
     register(
         f"resnet{_depth}",
         family="resnet",
+        first_conv="conv1_conv",
         paper=PAPER,
         test_input_shape=(32, 32, 3),
         input_sizes="any H×W (224×224 in the paper; stem='small' for 32×32)",
@@ -209,6 +210,7 @@ for _depth in CIFAR_DEPTHS:
     register(
         f"resnet{_depth}",
         family="resnet",
+        first_conv="conv1_conv",
         paper=f"{PAPER}, §4.2 (CIFAR-10)",
         test_input_shape=(32, 32, 3),
         input_sizes="any H×W (32×32 in the paper)",

@@ -27,6 +27,7 @@ PAPER = "Badrinarayanan, Kendall & Cipolla 2015, SegNet"
 
 @register(
     "segnet", family="segnet", paper=PAPER, kind="segmentation", test_input_shape=(32, 32, 3),
+    first_conv="encoder1_1_conv",
     input_sizes="H, W multiples of 32", test_kwargs={"width_multiplier": 0.0625},
 )  # fmt: skip
 def SegNet(

@@ -30,6 +30,7 @@ def unet_level(x, filters, batch_norm, name, first_initializer=None):
 
 @register(
     "unet", family="unet", paper=PAPER, kind="segmentation", test_input_shape=(32, 32, 3),
+    first_conv="down1_1_conv",
     input_sizes="H, W multiples of 2**depth (16)", test_kwargs={"base_filters": 4, "depth": 2},
 )  # fmt: skip
 def UNet(

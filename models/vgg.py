@@ -80,6 +80,7 @@ for _depth in CONFIGS:
     register(
         f"vgg{_depth}",
         family="vgg",
+        first_conv="block1_conv1",
         paper=PAPER,
         test_input_shape=(32, 32, 3),
         input_sizes="any H×W (224×224 in the paper)",

@@ -60,6 +60,7 @@ def total_stride(stages) -> int:
 
 @register(
     "yolo_v1", family="yolo", paper=PAPER, kind="detection", test_input_shape=(64, 64, 3),
+    first_conv="conv1_1",
     input_sizes="fixed H, W multiples of 64 (448 in the paper); of 16 with stages='small'",
     test_kwargs={"width_multiplier": 0.03125, "fc_units": 32, "grid_size": 2},
 )  # fmt: skip

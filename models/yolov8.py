@@ -31,7 +31,7 @@ FPN_DEPTH = {"xs": 1, "s": 1, "m": 2, "l": 3, "xl": 3}
 @register(
     "yolov8", family="yolov8", paper=PAPER, kind="detection", test_input_shape=(64, 64, 3),
     input_sizes="H, W multiples of 32", test_kwargs={"size": "xs", "width_multiplier": 0.25},
-    backend_agnostic=False,
+    backend_agnostic=False, classifier="class",
 )  # fmt: skip
 def YOLOv8(
     input_shape=(640, 640, 3), num_classes=80, include_top=True, pooling=None,

@@ -45,16 +45,43 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def _module_file(name: str, roots: tuple[str, ...]) -> Path | None:
-    if name.split(".")[0] not in roots:
-        return None
+@cache
+def _search_path(top: str) -> tuple[Path, ...]:
+    """Where the top-level package ``top`` lives (its __path__), found without importing it."""
     try:
-        spec = importlib.util.find_spec(name)
+        spec = importlib.util.find_spec(top)
     except (ImportError, ValueError):
+        return ()
+    if spec is None:
+        return ()
+    if spec.submodule_search_locations is None:  # a top-level module, not a package
+        return (Path(spec.origin).parent,) if spec.origin else ()
+    return tuple(Path(p) for p in spec.submodule_search_locations)
+
+
+def _module_file(name: str, roots: tuple[str, ...]) -> Path | None:
+    """The source file of project module ``name``, found on disk.
+
+    Walking the package folders (rather than ``importlib.util.find_spec``, which imports
+    every parent package) keeps key computation free of imports: a fully cached run must not
+    load Keras because some step's closure names ``convflow.models.zoo.build``.
+    """
+    parts = name.split(".")
+    if parts[0] not in roots:
         return None
-    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-        return None
-    return Path(spec.origin)
+    dirs = list(_search_path(parts[0]))
+    if len(parts) == 1:
+        found = [d / "__init__.py" for d in dirs if (d / "__init__.py").is_file()]
+        return found[0] if found else None
+    for part in parts[1:-1]:
+        dirs = [d / part for d in dirs if (d / part).is_dir()]
+    last = parts[-1]
+    for d in dirs:
+        if (d / last / "__init__.py").is_file():
+            return d / last / "__init__.py"
+        if (d / f"{last}.py").is_file():
+            return d / f"{last}.py"
+    return None
 
 
 def _named(node: ast.AST, package: str) -> set[str]:

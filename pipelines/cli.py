@@ -23,9 +23,23 @@ def load_config(path: str, overrides: list[str]):
         section.get("template", "image_classification") if isinstance(section, dict) else None
     )
     definition = definitions.get(template)
-    return resolve(
-        data, {n: c.params_cls for n, c in definition.COMPONENTS.items()}, path
-    ), definition
+    cfg = resolve(data, {n: c.params_cls for n, c in definition.COMPONENTS.items()}, path)
+    check_steps(cfg, definition)
+    return cfg, definition
+
+
+def check_steps(cfg, definition) -> None:
+    """Runs each step's own config checks (spec.check: transform order, the model against the
+    zoo and the task) before any work; the first failure is one ConfigError line."""
+    from convflow.components import tasks
+
+    task = tasks.get(definition.TASK)
+    for name, comp in definition.COMPONENTS.items():
+        if comp.check is not None:
+            try:
+                comp.check(cfg[name], task)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
 
 
 def _cmd_run(args) -> int:
@@ -93,24 +107,39 @@ def _cmd_validate(args) -> int:
 
 
 def _cmd_models(args) -> int:
-    from convflow.models.registry import describe
+    import shutil
+
+    from convflow.models import catalog
 
     header = ("model", "kind", "params", "inputs", "paper")
     rows = [
         (r["name"], r["kind"], f"{r['params']:,}", r["input_sizes"], r["paper"])
-        for r in describe(kind=args.kind)
+        for r in catalog.rows(kind=args.kind)
     ]
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for r in [header, *rows]:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    print(_table(header, rows, shutil.get_terminal_size((160, 24)).columns))
     return 0
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], width: int) -> str:
+    """Left-aligned columns; the last one is cut (…) so a line fits ``width`` characters."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    room = max(20, width - sum(widths[:-1]) - 2 * (len(widths) - 1))
+    widths[-1] = min(widths[-1], room)
+    lines = []
+    for r in [header, *rows]:
+        cells = [str(c) for c in r]
+        if len(cells[-1]) > widths[-1]:
+            cells[-1] = cells[-1][: widths[-1] - 1] + "…"
+        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+    return "\n".join(lines)
 
 
 DEFAULT_MODEL_URI = "models:/fashion_mnist_lenet@champion"
 
 
 def _cmd_predict(args) -> int:
-    from convflow.components.serving import predict, tracking
+    from convflow.components.serving.mlflow_io import tracking
+    from convflow.components.serving.predict import predict
     from convflow.pipelines.tracking import resolve_uri
 
     uri, _ = resolve_uri(args.tracking_uri)
@@ -174,13 +203,13 @@ def parser() -> argparse.ArgumentParser:
     with_config(val)
     val.set_defaults(fn=_cmd_validate)
 
-    mod = sub.add_parser("models", help="list the model zoo (builds each model to count params)")
+    mod = sub.add_parser("models", help="list the model zoo (from models/catalog.json)")
     mod.add_argument("--kind", choices=("classification", "segmentation", "detection"))
     mod.set_defaults(fn=_cmd_models)
 
     pred = sub.add_parser(
         "predict",
-        help="classify image files with a registered model",
+        help="run a registered served model on image files (one line per file)",
         description=f"MODEL_URI defaults to {DEFAULT_MODEL_URI}, e.g. models:/NAME@challenger, "
         "models:/NAME/3 or runs:/RUN_ID/model",
     )

@@ -45,10 +45,15 @@ class Step:
 
 @dataclass
 class Pipeline:
-    """A named set of steps; their order comes from the wiring, not from insertion."""
+    """A named set of steps; their order comes from the wiring, not from insertion.
+
+    ``task`` names the task every step works for (components/tasks: what the targets are,
+    the loss, the metrics, the served outputs); the runner hands it to each step.
+    """
 
     name: str
     steps: dict[str, Step] = field(default_factory=dict)
+    task: str = "classification"
 
     def add(
         self,

@@ -97,6 +97,7 @@ def run(pipeline: Pipeline, cfg: Config, opts: RunOptions, out: TextIO | None = 
             "artifact_root": str(store.root),
             "model_name": cfg.pipeline.model_name,
             "experiment_id": exp_id,
+            "task": pipeline.task,
         }
         run_name = dashboard.run_name(pipeline.name, cfg.sections, cfg.hash)
         with triggers.parent_run(exp_id, run_name, opts.run_group) as parent:
@@ -151,11 +152,11 @@ def _run_steps(pipeline, opts, store, selected, forced, facts, versions):
         inputs = {k: published[ref.step][ref.output] for k, ref in step.inputs.items()}
         key = step_key(
             step.component.name,
-            step.component.fn.__module__,
+            step.component.executor,
             step.params,
             {k: a.fingerprint for k, a in inputs.items()},
             versions,
-            {f: facts[f] for f in step.component.key_facts},
+            {f: facts[f] for f in ("task", *step.component.key_facts)},
         )
         if name not in selected:  # upstream of --from/--only: must already exist
             if not store.is_published(name, key):

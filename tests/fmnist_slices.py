@@ -8,7 +8,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-from convflow.components.base import ARTIFACT_FILE, EXAMPLES, Artifact, Context, OutputArtifact
+from convflow.components.base import (
+    ARTIFACT_FILE,
+    EXAMPLES,
+    Artifact,
+    publish_by_hand,
+    run_by_hand,
+)
 from convflow.components.examples import write_split
 
 IDX_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -70,39 +76,9 @@ def raw_splits(n_train: int, n_val: int, n_test: int) -> dict[str, tuple[np.ndar
     }
 
 
-def publish(out: OutputArtifact, producer: str) -> Artifact:
-    """Writes artifact.json for a component output written in a test, and loads it back."""
-    digest = hashlib.sha256()
-    for f in sorted(out.path.rglob("*")):
-        if f.is_file():
-            digest.update(f.name.encode() + f.read_bytes())
-    meta = {
-        "type": out.type,
-        "fingerprint": digest.hexdigest(),
-        "producer": producer,
-        "properties": out.properties,
-    }
-    (out.path / ARTIFACT_FILE).write_text(json.dumps(meta))
-    return Artifact.load(out.path)
-
-
-def run_component(fn, root: Path, inputs: dict, params, pipeline=None) -> dict[str, Artifact]:
-    """Runs a component by hand (as the runner would) and publishes its outputs."""
-    outputs = {}
-    for name, kind in fn.outputs.items():
-        (root / name).mkdir(parents=True)
-        outputs[name] = OutputArtifact(str(root / name), kind)
-    (root / "work").mkdir(parents=True, exist_ok=True)  # the runner creates it, too
-    ctx = Context(
-        params=params,
-        inputs=inputs,
-        outputs=outputs,
-        work_dir=root / "work",
-        pipeline=pipeline or {},
-        show_progress=False,
-    )
-    fn(ctx)
-    return {name: publish(out, fn.name) for name, out in outputs.items()}
+# Publishing and running a component by hand are the library's (components/base.py).
+publish = publish_by_hand
+run_component = run_by_hand
 
 
 def preprocessed(raw: Artifact, root: Path) -> Artifact:

@@ -17,7 +17,7 @@ from conftest import free_port
 from convflow.components.base import ComponentError
 from convflow.components.examples import encode, shard_name, write_shard
 from convflow.components.preprocess import Params, preprocess
-from convflow.components.preprocess.params import GcnParams, LcnParams
+from convflow.components.transforms import GcnParams, LcnParams
 from convflow.pipelines.cache import fingerprint_dir
 from fmnist_slices import load_idx, run_component, write_examples
 from services import dask_cluster

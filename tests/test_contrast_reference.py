@@ -251,6 +251,6 @@ def test_layers_stay_float32_under_mixed_precision(rng):
 
 
 def test_params_know_the_same_interpolations():
-    from convflow.components.preprocess.params import INTERPOLATIONS
+    from convflow.components.transforms import INTERPOLATIONS
 
     assert INTERPOLATIONS == contrast.INTERPOLATIONS

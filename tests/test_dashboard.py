@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from convflow.components.train.component import epoch_line, model_kwargs_for
+from convflow.components.train.executor import epoch_line
+from convflow.components.train.spec import model_kwargs_for
 from convflow.pipelines import dashboard, runner
 from convflow.pipelines.quiet import is_noise
 from mlflow.tracking import MlflowClient

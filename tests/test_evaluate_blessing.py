@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from convflow.components.evaluate import ChampionResult, EvaluateParams, decide, evaluate
-from convflow.components.evaluate import metrics as M
 from convflow.components.register import RegisterParams, register
+from convflow.components.tasks import classification_metrics as M
 from convflow.components.train import TrainParams, train
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -16,7 +16,7 @@ from convflow.components.images import (
     parse_colour,
     to_channels,
 )
-from convflow.components.serving import read_image
+from convflow.components.serving.predict import read_image
 from PIL import Image
 
 SAMPLES = Path("/work/shared/cases/images")

@@ -14,7 +14,7 @@ from conftest import fashion_mnist_slice, write_idx
 from convflow.components import examples
 from convflow.components.base import EXAMPLES, Artifact, ComponentError, Context, OutputArtifact
 from convflow.components.ingest import REJECTED_FILE, Params, ingest
-from convflow.components.ingest.params import IdxFiles
+from convflow.components.ingest.spec import IdxFiles
 from PIL import Image
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from convflow.models import initializers
 from convflow.models.kmeans_patches import KMeansPatches, kmeans_patch_kernels
-from convflow.models.registry import build
+from convflow.models.zoo import build
 
 
 def np_kernel(init, shape):

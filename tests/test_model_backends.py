@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import pytest
 from convflow import models
-from convflow.models.registry import get_spec
+from convflow.models.zoo import get_spec
 
 BACKEND = "jax"  # the CPU wheel: half of torch's size, installed by scripts/test.sh
 INSTALL = "pip install -e .[test] (scripts/test.sh does)"
@@ -31,7 +31,7 @@ CHILD = r"""
 import json, sys
 import keras, numpy as np
 from convflow import models
-from convflow.models.registry import get_spec
+from convflow.models.zoo import get_spec
 
 work, backend, classes, seed, batch = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:])
 assert keras.backend.backend() == backend, keras.backend.backend()

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 from convflow import models
-from convflow.models.registry import describe, get_spec
+from convflow.models.zoo import describe, get_spec
 
 BATCH, NUM_CLASSES = 2, 5
 

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 from convflow.models.dilated import build_context_module
-from convflow.models.registry import build, list_models
+from convflow.models.zoo import build, list_models
 
 SMALL = {
     "fcn8s": {"width_multiplier": 0.0625, "fc_filters": 32},

@@ -10,8 +10,8 @@ import sys
 import keras
 import numpy as np
 import pytest
-from convflow.models.registry import build, get_spec
 from convflow.models.yolo import YOLOv1Loss, decode_predictions, encode_targets, non_max_suppression
+from convflow.models.zoo import build, get_spec
 
 TINY = {"width_multiplier": 0.03125, "fc_units": 16}
 # keras-cv runs on TensorFlow only; every other test here runs on any Keras backend.

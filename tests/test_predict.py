@@ -17,7 +17,8 @@ from convflow.components.base import BLESSING, OutputArtifact
 from convflow.components.evaluate import BLESSING_FILE
 from convflow.components.register import RegisterParams, register
 from convflow.components.serving import CLASS_NAMES as META_KEY
-from convflow.components.serving import predict, tracking
+from convflow.components.serving.mlflow_io import tracking
+from convflow.components.serving.predict import predict
 from convflow.components.train import TrainParams, train
 from PIL import Image
 
@@ -29,7 +30,7 @@ NAME = "fmnist_consumer"
 CHILD = textwrap.dedent(
     """
     import json, sys
-    from convflow.components.serving import predict
+    from convflow.components.serving.predict import predict
     sys.stdout.write("EXIT %d\\n" % predict(sys.argv[1], sys.argv[2:]))
 
     # The README's three lines (plus imports):

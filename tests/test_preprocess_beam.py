@@ -188,9 +188,7 @@ def test_steps_are_labelled_in_the_pipeline():
         num_classes=10,
         steps=("crop", "resize", "gcn", "lcn", "standardize"),
         transform={
-            "size": 8,
-            "interpolation": "bilinear",
-            "antialias": True,
+            "resize": {"size": 8, "interpolation": "bilinear", "antialias": True},
             "gcn": {"scale": 1.0, "lam": 0.0, "eps": 1e-8},
             "lcn": {"kernel_size": 3, "sigma": 1.0, "floor": 1e-4},
         },

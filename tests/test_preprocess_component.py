@@ -14,9 +14,10 @@ from convflow.components.base import (
     OutputArtifact,
 )
 from convflow.components.examples import encode, read_split, shard_name, write_shard
-from convflow.components.preprocess import Params, build_preprocessor, preprocess
-from convflow.components.preprocess.component import beam_options
-from convflow.components.preprocess.params import GcnParams, LcnParams
+from convflow.components.preprocess import Params, preprocess
+from convflow.components.preprocess.executor import beam_options
+from convflow.components.serving.model import build_preprocessor
+from convflow.components.transforms import GcnParams, LcnParams
 from PIL import Image
 
 

@@ -11,7 +11,7 @@ import pytest
 from convflow.components.base import BLESSING, ComponentError, OutputArtifact
 from convflow.components.evaluate import BLESSING_FILE
 from convflow.components.register import RegisterParams, register
-from convflow.components.serving import tracking
+from convflow.components.serving.mlflow_io import tracking
 from convflow.components.train import TrainParams, train
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -114,13 +114,14 @@ def test_version_carries_lineage_signature_and_class_names(trained, tmp_path, sq
 
 def test_served_model_equals_network_on_raw_images(trained, tmp_path, sqlite_uri):
     import keras
-    from convflow.components.serving import load_network, load_served
+    from convflow.components.serving.mlflow_io import load_served
+    from convflow.components.serving.model import load_network
 
     run_register(trained, tmp_path, sqlite_uri, True, None)
     with tracking(sqlite_uri):
         model, classes = load_served("models:/fmnist_lenet@champion")
     raw, _ = raw_splits(0, 0, 16)["test"]
-    from convflow.components.preprocess import build_preprocessor
+    from convflow.components.serving.model import build_preprocessor
 
     network = load_network(trained["model"])
     expected = keras.ops.softmax(network(build_preprocessor(trained["pre"].properties)(raw)))

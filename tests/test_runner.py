@@ -264,14 +264,14 @@ def test_train_cache_key_sees_the_model_zoo_sources():
     # still be part of its source closure, or editing a model would leave a stale cache.
     from convflow.pipelines.cache import source_closure
 
-    modules = {name for name, _ in source_closure("convflow.components.train.component")}
+    modules = {name for name, _ in source_closure("convflow.components.train.executor")}
     assert {
         "convflow.models.lenet",
         "convflow.models.resnet",
         "convflow.models.layers.tiled",
         "convflow.models.common",
     } <= modules
-    assert "convflow.components.ingest.component" not in modules
+    assert "convflow.components.ingest.executor" not in modules
 
 
 def test_artifact_properties_are_part_of_the_fingerprint(fake, fakeflow):
@@ -320,7 +320,7 @@ def test_a_parent_package_does_not_pull_in_what_it_loads_lazily():
     # loads the zoo only when a model is built. Editing a model must not re-run Beam.
     from convflow.pipelines.cache import source_closure
 
-    modules = {name for name, _ in source_closure("convflow.components.preprocess.component")}
+    modules = {name for name, _ in source_closure("convflow.components.preprocess.executor")}
     assert {
         "convflow.models.layers.contrast",
         "convflow.models",

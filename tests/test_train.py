@@ -17,8 +17,8 @@ import pytest
 from convflow.components.base import MODEL, ComponentError, Context, OutputArtifact
 from convflow.components.train import TrainParams, train
 from convflow.components.train.optim import WarmupSchedule
-from convflow.components.train.params import EarlyStoppingParams
 from convflow.components.train.runtime import cpu_supports_bfloat16, resolve_precision
+from convflow.components.train.spec import EarlyStoppingParams
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fmnist_slices import raw_splits, write_examples
@@ -176,7 +176,7 @@ def test_auto_precision_per_device():
 
 def test_float16_gets_loss_scaling_and_float32_logits():
     import keras
-    from convflow.components.train.component import build_network
+    from convflow.components.train.executor import build_network
     from convflow.components.train.optim import make_loss, make_optimizer
     from convflow.components.train.runtime import dtype_policy
 

@@ -11,7 +11,10 @@ from typing import Any
 
 @dataclass(frozen=True)
 class ChampionResult:
-    """The current champion as evaluated on the challenger's evaluation split."""
+    """The current champion as evaluated on the challenger's evaluation split.
+
+    ``accuracy`` holds the task's blessing metric (accuracy for classification).
+    """
 
     version: str
     accuracy: float
@@ -37,25 +40,26 @@ def decide(
     max_loss: float | None,
     champion: ChampionResult | None,
     tolerance: float,
-    challenger_accuracy_key: str = "serving_accuracy",
+    metric: str = "accuracy",
 ) -> Blessing:
     """Blesses when every threshold passes and the challenger does not lose to the champion.
 
     Args:
-        metrics: the challenger's metrics; needs ``accuracy``, ``loss`` and, when there is a
-            champion, ``challenger_accuracy_key`` (measured the same way as the champion's).
-        min_accuracy: smallest accepted accuracy.
+        metrics: the challenger's metrics; needs ``metric``, ``loss`` and, when there is a
+            champion, ``serving_<metric>`` (measured the same way as the champion's).
+        min_accuracy: smallest accepted value of ``metric``.
         max_loss: largest accepted loss, None for no limit.
         champion: the champion's result on the same split, None when there is none.
-        tolerance: the challenger may trail the champion's accuracy by at most this much.
+        tolerance: the challenger may trail the champion's ``metric`` by at most this much.
+        metric: the task's blessing metric (higher is better).
     """
     ok, reasons = True, []
-    acc, loss = metrics["accuracy"], metrics["loss"]
+    acc, loss = metrics[metric], metrics["loss"]
     if acc >= min_accuracy:
-        reasons.append(f"accuracy {acc:.4f} >= min_accuracy {min_accuracy:.4f}")
+        reasons.append(f"{metric} {acc:.4f} >= min_accuracy {min_accuracy:.4f}")
     else:
         ok = False
-        reasons.append(f"accuracy {acc:.4f} < min_accuracy {min_accuracy:.4f}")
+        reasons.append(f"{metric} {acc:.4f} < min_accuracy {min_accuracy:.4f}")
     if max_loss is not None:
         if loss <= max_loss:
             reasons.append(f"loss {loss:.4f} <= max_loss {max_loss:.4f}")
@@ -65,12 +69,12 @@ def decide(
     if champion is None:
         reasons.append("no champion yet: thresholds only")
         return Blessing(ok, reasons, None)
-    mine = metrics[challenger_accuracy_key]
+    mine = metrics[f"serving_{metric}"]
     floor = champion.accuracy - tolerance
     vs = f"champion v{champion.version} {champion.accuracy:.4f} - tolerance {tolerance:.4f}"
     if mine >= floor:
-        reasons.append(f"accuracy {mine:.4f} on the same split >= {vs}")
+        reasons.append(f"{metric} {mine:.4f} on the same split >= {vs}")
     else:
         ok = False
-        reasons.append(f"accuracy {mine:.4f} on the same split < {vs}")
+        reasons.append(f"{metric} {mine:.4f} on the same split < {vs}")
     return Blessing(ok, reasons, champion)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from convflow.components.masks import overlay, palette
-from convflow.components.train.plots import _pyplot
+from convflow.components.plotting import pyplot as _pyplot
 
 
 def _legend(fig, class_names, present) -> None:

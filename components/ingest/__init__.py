@@ -1,6 +1,5 @@
-"""The ingest component (see component.py)."""
+"""The ingest step: ``spec`` declares it (light), ``executor`` reads the sources."""
 
-from convflow.components.ingest.component import REJECTED_FILE, ingest
-from convflow.components.ingest.params import FASHION_MNIST_CLASSES, Params
+from convflow.components.ingest.spec import FASHION_MNIST_CLASSES, REJECTED_FILE, Params, ingest
 
 __all__ = ["FASHION_MNIST_CLASSES", "REJECTED_FILE", "Params", "ingest"]

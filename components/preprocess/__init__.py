@@ -1,11 +1,9 @@
-"""The ``preprocess`` step: GCN / LCN / square crop and resize on Apache Beam (book §12.2.1.1).
+"""The ``preprocess`` step: the transform table on Apache Beam (book §12.2.1.1).
 
-``preprocess`` is the component; ``build_preprocessor`` rebuilds the same transforms as Keras
-layers from its output Examples' properties, for the served model.
+``spec`` declares it (light); ``executor`` runs the Beam job (``beam_job``). The served model
+rebuilds the same transforms as Keras layers: components/serving/model.py.
 """
 
-from convflow.components.preprocess.component import preprocess
-from convflow.components.preprocess.params import Params
-from convflow.components.preprocess.serving import build_preprocessor, preprocessing_layers
+from convflow.components.preprocess.spec import Params, preprocess
 
-__all__ = ["Params", "build_preprocessor", "preprocess", "preprocessing_layers"]
+__all__ = ["Params", "preprocess"]

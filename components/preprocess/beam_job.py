@@ -2,8 +2,9 @@
 
 Elements are batches of up to ``batch_size`` same-shape images (one shard yields one batch per
 image shape), so each transform is one vectorized keras.ops call per batch, never one Python
-call per image. The transforms are the functions in ``models/layers/contrast.py``, the same
-ones the served model's layers wrap.
+call per image. The transforms are the rows of the one transform table
+(components/transforms.py), whose functions the served model's layers wrap; crops and
+resizes also move each batch's targets, as the pipeline's task says.
 
 The same job runs on every runner (the in-process DirectRunner, Beam's DaskRunner, Flink,
 Spark, Dataflow), so it uses only what all of them support:
@@ -37,12 +38,12 @@ import apache_beam as beam
 import keras
 import numpy as np
 from apache_beam.metrics.metric import Metrics
+from convflow.components import tasks, transforms
 from convflow.components.base import ComponentError
-from convflow.components.examples import encode_batch
-from convflow.components.preprocess.params import CROP, GCN, LCN, RESIZE, STANDARDIZE
+from convflow.components.examples import LABEL, encode_batch
 from convflow.components.preprocess.records import decode_records, read_records
 from convflow.components.preprocess.stats import MergeMoments, Moments
-from convflow.models.layers import contrast
+from convflow.components.transforms import CROP, GCN, LCN, RESIZE, SCALE, STANDARDIZE
 
 NAMESPACE = "preprocess"
 REJECTED = "rejected"
@@ -52,13 +53,26 @@ ANALYZE_FILE = "_analyze.json"
 
 @dataclass
 class Batch:
-    """One Beam element: same-shape images of one split, from one input shard."""
+    """One Beam element: same-shape images of one split, from one input shard.
+
+    ``targets`` are the task's target columns (examples/codec.py); a bare array is
+    classification's ``label`` column.
+    """
 
     split: str
     shard: int
     part: int
     images: np.ndarray  # (N, H, W, C)
-    labels: np.ndarray  # (N,) int64
+    targets: dict[str, np.ndarray]
+
+    def __post_init__(self):
+        if not isinstance(self.targets, dict):
+            self.targets = {LABEL: np.asarray(self.targets)}
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The ``label`` column (classification's targets)."""
+        return self.targets[LABEL]
 
 
 class BatchCoder(beam.coders.Coder):
@@ -78,7 +92,7 @@ class BatchCoder(beam.coders.Coder):
         return False
 
     def estimate_size(self, batch: Batch) -> int:
-        return batch.images.nbytes + batch.labels.nbytes + 64
+        return batch.images.nbytes + sum(v.nbytes for v in batch.targets.values()) + 64
 
     def to_type_hint(self):
         return Batch
@@ -98,10 +112,11 @@ class JobSpec:
         rejected_path: where dead letters go, one JSON object per line.
         dtype: input pixel dtype, ``uint8`` or ``float32``.
         channels: the channel count every image must have.
-        num_classes: labels must lie in ``[0, num_classes)``; None skips the check.
-        steps: transform names after scaling, in order.
-        transform: keyword settings: size, interpolation, antialias, gcn, lcn.
+        num_classes: class ids must lie in ``[0, num_classes)``; None skips the check.
+        steps: transform names after scaling, in order (rows of transforms.TRANSFORMS).
+        transform: transform name -> its keyword settings (transforms.settings_of).
         batch_size: images per element.
+        task: the pipeline's task name; its targets travel with the images.
     """
 
     tasks: tuple[tuple[str, int, str], ...]
@@ -114,6 +129,7 @@ class JobSpec:
     steps: tuple[str, ...]
     transform: dict
     batch_size: int
+    task: str = tasks.DEFAULT
 
 
 @dataclass
@@ -149,9 +165,20 @@ class DecodeRecords(beam.DoFn):
     """:class:`Shard` -> batches of valid same-shape images and a :class:`DeadLetter` per bad
     record (split apart by :class:`SplitByKind`)."""
 
-    def __init__(self, dtype: str, channels: int, num_classes: int | None, batch_size: int):
+    def __init__(
+        self,
+        dtype: str,
+        channels: int,
+        num_classes: int | None,
+        batch_size: int,
+        task: str = tasks.DEFAULT,
+    ):
         self._decode = functools.partial(
-            decode_records, dtype=dtype, channels=channels, num_classes=num_classes
+            decode_records,
+            dtype=dtype,
+            channels=channels,
+            num_classes=num_classes,
+            task=tasks.get(task),
         )
         self._batch_size = batch_size
         self._read = Metrics.counter(NAMESPACE, "records_read")
@@ -166,10 +193,11 @@ class DecodeRecords(beam.DoFn):
             yield DeadLetter(shard.split, shard.file, int(index), reason)
         part = 0
         for shape in sorted(groups):
-            _, images, labels = groups[shape]
-            for start in range(0, len(labels), self._batch_size):
-                end = start + self._batch_size
-                yield Batch(shard.split, shard.shard, part, images[start:end], labels[start:end])
+            _, images, targets = groups[shape]
+            for start in range(0, len(images), self._batch_size):
+                rows = slice(start, start + self._batch_size)
+                cut = {k: v[rows] for k, v in targets.items()}
+                yield Batch(shard.split, shard.shard, part, images[rows], cut)
                 part += 1
 
 
@@ -208,58 +236,67 @@ class SplitByKind(beam.PTransform):
         }
 
 
-def _map_images(batch: Batch, fn) -> Batch:
-    return dataclasses.replace(batch, images=keras.ops.convert_to_numpy(fn(batch.images)))
+def _apply(batch: Batch, name: str, settings: dict, task: str) -> Batch:
+    """One table row on one batch: the images, and the targets when the row is geometric."""
+    fn, _ = transforms.resolve(name, settings)
+    images = keras.ops.convert_to_numpy(fn(batch.images))
+    targets = batch.targets
+    if transforms.TRANSFORMS[name].geometric:
+        height, width = batch.images.shape[1:3]
+        window = transforms.window(name, settings, height, width)
+        targets = tasks.get(task).move_targets(targets, window)
+    return dataclasses.replace(batch, images=images, targets=targets)
 
 
-class _MapImages(beam.PTransform):
-    """Applies one contrast.py function to the images of every batch."""
+class ApplyTransform(beam.PTransform):
+    """Applies one row of the transform table to every batch (and moves its targets)."""
 
-    def __init__(self, fn, **kwargs):
+    def __init__(self, name: str, settings: dict | None = None, task: str = tasks.DEFAULT):
         super().__init__()
-        self._fn = functools.partial(fn, **kwargs) if kwargs else fn
+        self._args = (name, dict(settings or {}), task)
 
     def expand(self, batches):
-        return batches | beam.Map(_map_images, self._fn).with_output_types(Batch)
+        return batches | beam.Map(_apply, *self._args).with_output_types(Batch)
 
 
-class ScaleToUnit(_MapImages):
-    def __init__(self):
-        super().__init__(contrast.scale_to_unit)
+class ScaleToUnit(ApplyTransform):
+    def __init__(self, task: str = tasks.DEFAULT):
+        super().__init__(SCALE, task=task)
 
 
-class CropToSquare(_MapImages):
-    def __init__(self):
-        super().__init__(contrast.center_square_crop)
+class CropToSquare(ApplyTransform):
+    def __init__(self, task: str = tasks.DEFAULT):
+        super().__init__(CROP, task=task)
 
 
-class ResizeImages(_MapImages):
-    def __init__(self, size: int, interpolation: str, antialias: bool):
-        super().__init__(
-            contrast.resize, size=size, interpolation=interpolation, antialias=antialias
-        )
+class ResizeImages(ApplyTransform):
+    def __init__(self, size: int, interpolation: str, antialias: bool, task=tasks.DEFAULT):
+        settings = {"size": size, "interpolation": interpolation, "antialias": antialias}
+        super().__init__(RESIZE, settings, task)
 
 
-class GlobalContrastNormalize(_MapImages):
-    def __init__(self, scale: float, lam: float, eps: float):
-        super().__init__(contrast.global_contrast_normalize, scale=scale, lam=lam, eps=eps)
+class GlobalContrastNormalize(ApplyTransform):
+    def __init__(self, scale: float, lam: float, eps: float, task: str = tasks.DEFAULT):
+        super().__init__(GCN, {"scale": scale, "lam": lam, "eps": eps}, task)
 
 
-class LocalContrastNormalize(_MapImages):
-    def __init__(self, kernel_size: int, sigma: float, floor: float):
-        super().__init__(
-            contrast.local_contrast_normalize, kernel_size=kernel_size, sigma=sigma, floor=floor
-        )
+class LocalContrastNormalize(ApplyTransform):
+    def __init__(self, kernel_size: int, sigma: float, floor: float, task=tasks.DEFAULT):
+        settings = {"kernel_size": kernel_size, "sigma": sigma, "floor": floor}
+        super().__init__(LCN, settings, task)
 
 
 def _is_train(batch: Batch) -> bool:
     return batch.split == "train"
 
 
-def _moments(batch: Batch, num_classes: int = 0) -> tuple[tuple, Moments]:
+def _moments(
+    batch: Batch, num_classes: int = 0, task: str = tasks.DEFAULT
+) -> tuple[tuple, Moments]:
     """``(origin, moments)``: the origin orders the merge (see :class:`MergeMoments`)."""
     origin = (batch.split, batch.shard, batch.part)
-    return origin, Moments.of(batch.images, batch.labels, num_classes)
+    histogram = tasks.get(task).class_histogram(batch.targets, num_classes)
+    return origin, Moments.of(batch.images, histogram, num_classes)
 
 
 def channel_stats(moments: Moments) -> dict:
@@ -284,11 +321,13 @@ class TrainChannelStats(beam.PTransform):
         )
 
 
+def standardize_settings(stats: dict) -> dict:
+    """The standardize row's settings from :func:`channel_stats`."""
+    return {"mean": stats["channel_mean"], "std": stats["channel_std"]}
+
+
 def _standardize(batch: Batch, stats: dict) -> Batch:
-    fn = functools.partial(
-        contrast.standardize, mean=stats["channel_mean"], std=stats["channel_std"]
-    )
-    return _map_images(batch, fn)
+    return _apply(batch, STANDARDIZE, standardize_settings(stats), tasks.DEFAULT)
 
 
 class StandardizeChannels(beam.PTransform):
@@ -305,24 +344,26 @@ class StandardizeChannels(beam.PTransform):
 class WriteBatch(beam.DoFn):
     """Writes one batch as one TFRecord file; yields its manifest entry."""
 
-    def __init__(self, out_dir: str):
+    def __init__(self, out_dir: str, task: str = tasks.DEFAULT):
         self._out_dir = out_dir
+        self._features = tasks.get(task).target_features
         self._written = Metrics.counter(NAMESPACE, "records_written")
 
     def process(self, batch: Batch):
         import tensorflow as tf
 
         name = f"{batch.split}-{batch.shard:05d}-{batch.part:05d}.part"
+        records = encode_batch(batch.images, batch.targets, self._features)
         with tf.io.TFRecordWriter(os.path.join(self._out_dir, name)) as writer:
-            for record in encode_batch(batch.images, batch.labels):
+            for record in records:
                 writer.write(record)
-        self._written.inc(len(batch.labels))
-        entry = {"name": name, "count": len(batch.labels)}
+        self._written.inc(len(records))
+        entry = {"name": name, "count": len(records)}
         yield ("file", [batch.split, batch.shard, batch.part], entry)
 
 
-def _keyed(batch: Batch, stage: str, num_classes: int):
-    return (batch.split, stage), _moments(batch, num_classes)
+def _keyed(batch: Batch, stage: str, num_classes: int, task: str):
+    return (batch.split, stage), _moments(batch, num_classes, task)
 
 
 def _summary_item(kv):
@@ -362,38 +403,32 @@ def _collect(pcoll, path: str, label: str):
     )
 
 
-def _read_batches(pipeline, spec: JobSpec, tasks):
-    read = ReadAndDecodeShard(spec.dtype, spec.channels, spec.num_classes, spec.batch_size)
+def _read_batches(pipeline, spec: JobSpec, shards):
+    read = ReadAndDecodeShard(
+        spec.dtype, spec.channels, spec.num_classes, spec.batch_size, spec.task
+    )
     return (
         pipeline
-        | "ListShards" >> beam.Create(list(tasks))
+        | "ListShards" >> beam.Create(list(shards))
         | "ReadShards" >> beam.ParDo(read)
         | "SplitByKind" >> SplitByKind()
     )
 
 
 def transform_steps(batches, spec: JobSpec, stats: dict | None = None):
-    """Scale, then the configured steps in order, each a labelled PTransform.
+    """Scale, then the configured steps in order: each a labelled PTransform of its table row.
 
-    ``standardize`` needs ``stats`` (from :func:`analyze`); without them the steps stop
-    before it, which is what the analyze pass measures.
+    ``standardize`` (the fitted row) needs ``stats`` (from the analyze pass); without them
+    the steps stop before it, which is what the analyze pass measures.
     """
-    t = spec.transform
-    x = batches | "ScaleToUnit" >> ScaleToUnit()
-    for step in spec.steps:
-        if step == CROP:
-            x = x | "CropToSquare" >> CropToSquare()
-        elif step == RESIZE:
-            x = x | "Resize" >> ResizeImages(t["size"], t["interpolation"], t["antialias"])
-        elif step == GCN:
-            x = x | "GlobalContrastNormalize" >> GlobalContrastNormalize(**t["gcn"])
-        elif step == LCN:
-            x = x | "LocalContrastNormalize" >> LocalContrastNormalize(**t["lcn"])
-        elif step == STANDARDIZE:
+    x = batches
+    for name in (SCALE, *spec.steps):
+        row = transforms.TRANSFORMS[name]
+        if row.fitted:
             if stats is not None:
-                x = x | "Standardize" >> StandardizeChannels(stats)
+                x = x | row.label >> StandardizeChannels(stats)
         else:
-            raise ValueError(f"Unknown preprocess step {step!r}")
+            x = x | row.label >> ApplyTransform(name, spec.transform.get(name, {}), spec.task)
     return x
 
 
@@ -413,14 +448,14 @@ def build(pipeline: beam.Pipeline, spec: JobSpec, stats: dict | None = None) -> 
     out = transform_steps(batches, spec, stats)
     moments = (
         (
-            batches | "InputMoments" >> beam.Map(_keyed, "input", k),
-            out | "OutputMoments" >> beam.Map(_keyed, "output", k),
+            batches | "InputMoments" >> beam.Map(_keyed, "input", k, spec.task),
+            out | "OutputMoments" >> beam.Map(_keyed, "output", k, spec.task),
         )
         | "FlattenMoments" >> beam.Flatten()
         | "MergeMoments" >> beam.CombinePerKey(MergeMoments())
         | "MomentsItems" >> beam.Map(_summary_item)
     )
-    files = out | "WriteShards" >> beam.ParDo(WriteBatch(spec.out_dir))
+    files = out | "WriteShards" >> beam.ParDo(WriteBatch(spec.out_dir, spec.task))
     dead = read[REJECTED] | "DeadItems" >> beam.Map(_dead_item)
     reads = read["reads"] | "ReadItems" >> beam.Map(_read_item)
     # Every branch ends here: the DaskRunner computes only the last transform's graph.

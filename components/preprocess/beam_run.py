@@ -25,7 +25,7 @@ from convflow.components.preprocess.beam_job import (
     build,
     build_analyze,
 )
-from convflow.components.preprocess.params import STANDARDIZE
+from convflow.components.transforms import STANDARDIZE
 
 logger = logging.getLogger(__name__)
 

@@ -30,10 +30,14 @@ class Moments:
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @classmethod
-    def of(cls, images: np.ndarray, labels: np.ndarray, num_classes: int) -> Moments:
-        """Moments of one ``(N, H, W, C)`` batch, accumulated in float64 without a copy."""
+    def of(cls, images: np.ndarray, histogram: np.ndarray, num_classes: int) -> Moments:
+        """Moments of one ``(N, H, W, C)`` batch, accumulated in float64 without a copy.
+
+        ``histogram`` is the batch's per-class target count (Task.class_histogram).
+        """
+        labels = np.asarray(histogram, np.int64)
         if not images.size:
-            return cls(labels=np.zeros(num_classes, np.int64))
+            return cls(labels=labels if labels.size else np.zeros(num_classes, np.int64))
         axes = (0, 1, 2)
         return cls(
             images=len(images),
@@ -42,7 +46,7 @@ class Moments:
             total_sq=np.einsum("nhwc,nhwc->c", images, images, dtype=np.float64),
             low=images.min(axis=axes).astype(np.float64),
             high=images.max(axis=axes).astype(np.float64),
-            labels=np.bincount(labels, minlength=num_classes).astype(np.int64),
+            labels=labels,
         )
 
     def merge(self, other: Moments) -> Moments:

@@ -1,13 +1,7 @@
-"""The train step: params, input pipeline, runtime (precision, strategy) and the component."""
+"""The train step: ``spec`` declares it (light); ``executor`` fits the model (Keras, tf.data)."""
 
-from convflow.components.train.component import MODEL_FILE, build_network, train
-from convflow.components.train.params import AugmentParams, EarlyStoppingParams, TrainParams
+from convflow.components.train.spec import AugmentParams, EarlyStoppingParams, TrainParams, train
 
-__all__ = [
-    "MODEL_FILE",
-    "AugmentParams",
-    "EarlyStoppingParams",
-    "TrainParams",
-    "build_network",
-    "train",
-]
+MODEL_FILE = "model.keras"
+
+__all__ = ["MODEL_FILE", "AugmentParams", "EarlyStoppingParams", "TrainParams", "train"]

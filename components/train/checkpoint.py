@@ -21,7 +21,7 @@ from typing import Any
 
 import keras
 from convflow.components.base import ComponentError
-from convflow.components.train.params import EarlyStoppingParams
+from convflow.components.train.spec import EarlyStoppingParams
 
 STATE = "state.json"
 BEST = "best.weights.h5"

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import math
 
+import keras
 import numpy as np
-from convflow.components.base import Artifact, ComponentError
-from convflow.components.examples import dataset
-from convflow.components.train.params import AugmentParams, TrainParams
+import tensorflow as tf
+from convflow.components import tasks
+from convflow.components.base import TRANSFORMED_EXAMPLES, Artifact, ComponentError
+from convflow.components.examples import ExamplesInfo, dataset
+from convflow.components.train.spec import AugmentParams, TrainParams
 
-AUTOTUNE = -1  # tf.data.AUTOTUNE, without importing tensorflow at module load
+AUTOTUNE = tf.data.AUTOTUNE
 
 
 def split_count(artifact: Artifact, split: str) -> int:
@@ -28,7 +31,12 @@ def split_bytes(artifact: Artifact, split: str) -> int:
 
 
 def check_examples(artifact: Artifact) -> tuple[tuple[int, int, int], int]:
-    """(image shape, number of classes); a clear error for inputs training cannot use."""
+    """(image shape, number of classes); a clear error for inputs training cannot use.
+
+    Raises:
+        ComponentError: raw (not transformed) Examples, or an empty train split.
+    """
+    ExamplesInfo.of(artifact, expect=TRANSFORMED_EXAMPLES)
     props = artifact.properties
     if props.get("dtype") != "float32" or not props.get("image_shape"):
         raise ComponentError(
@@ -41,15 +49,15 @@ def check_examples(artifact: Artifact) -> tuple[tuple[int, int, int], int]:
     return tuple(props["image_shape"]), int(props["num_classes"])
 
 
-def labelled(artifact: Artifact, split: str, num_classes: int, cache_limit_mb: int):
-    """(image, one-hot label) pairs, cached in memory when the split fits the limit.
+def labelled(artifact: Artifact, split: str, num_classes: int, cache_limit_mb: int, task=None):
+    """(image, training target) pairs, cached in memory when the split fits the limit.
 
-    Labels are one-hot so label smoothing, MixUp and CutMix all see the same format.
+    The task encodes the targets (classification: one-hot labels, so label smoothing, MixUp
+    and CutMix all see the same format).
     """
-    import tensorflow as tf
-
-    ds = dataset(artifact, split).map(
-        lambda x, y: (x, tf.one_hot(y, num_classes, dtype=tf.float32)),
+    task = task or tasks.get(tasks.DEFAULT)
+    ds = dataset(artifact, split, task=task).map(
+        lambda x, y: (x, task.training_target(y, num_classes)),
         num_parallel_calls=AUTOTUNE,
     )
     if split_bytes(artifact, split) <= cache_limit_mb * 2**20:
@@ -61,11 +69,11 @@ def steps_per_epoch(count: int, batch_size: int) -> int:
     return max(1, math.ceil(count / batch_size))
 
 
-def train_dataset(artifact: Artifact, params: TrainParams, num_classes: int, initial_epoch: int):
+def train_dataset(
+    artifact: Artifact, params: TrainParams, num_classes: int, initial_epoch: int, task=None
+):
     """Batches for epochs ``initial_epoch .. params.epochs-1``, shuffled per (seed, epoch)."""
-    import tensorflow as tf
-
-    base = labelled(artifact, "train", num_classes, params.cache_limit_mb)
+    base = labelled(artifact, "train", num_classes, params.cache_limit_mb, task)
     buffer = min(params.shuffle_buffer, split_count(artifact, "train"))
 
     def epoch(e):
@@ -85,12 +93,13 @@ def train_dataset(artifact: Artifact, params: TrainParams, num_classes: int, ini
     return ds.prefetch(AUTOTUNE)
 
 
-def eval_dataset(artifact: Artifact, split: str, num_classes: int, batch_size: int, cache_mb=0):
-    import tensorflow as tf
-
+def eval_dataset(
+    artifact: Artifact, split: str, num_classes: int, batch_size: int, cache_mb=0, task=None
+):
+    """Batches of (image, training target) of one split, in record order."""
     steps = steps_per_epoch(split_count(artifact, split), batch_size)
     return (
-        labelled(artifact, split, num_classes, cache_mb)
+        labelled(artifact, split, num_classes, cache_mb, task)
         .batch(batch_size)
         .apply(tf.data.experimental.assert_cardinality(steps))
         .prefetch(AUTOTUNE)
@@ -99,7 +108,11 @@ def eval_dataset(artifact: Artifact, split: str, num_classes: int, batch_size: i
 
 def _value_range(artifact: Artifact) -> tuple[float, float]:
     # RandAugment and RandomErasing assume a pixel range; preprocessed images are contrast-
-    # normalized floats, so the range is read from the data (first 1024 training images).
+    # normalized floats. The preprocess step measured it on the train split; Examples made
+    # elsewhere are read instead (first 1024 training images).
+    transform = ExamplesInfo.from_properties(artifact.properties).transform
+    if transform is not None and transform.value_range is not None:
+        return transform.value_range
     images = next(iter(dataset(artifact, "train").batch(1024)))[0].numpy()
     return float(images.min()), float(images.max())
 
@@ -112,9 +125,6 @@ def build_augmentation(cfg: AugmentParams, seed: int, artifact: Artifact):
     """
     if not cfg.enabled:
         return None
-    import keras
-    import tensorflow as tf
-
     height, width, _ = artifact.properties["image_shape"]
     kw = {"dtype": "float32"}
     image_layers = []

@@ -1,11 +1,13 @@
-"""Optimizer, learning-rate schedule (with warm-up) and loss from :class:`TrainParams`."""
+"""Optimizer and learning-rate schedule (with warm-up) from :class:`TrainParams`; the loss and
+metrics are the task's."""
 
 from __future__ import annotations
 
 import math
 
 import keras
-from convflow.components.train.params import TrainParams
+from convflow.components import tasks
+from convflow.components.train.spec import TrainParams
 from keras import ops
 
 
@@ -94,13 +96,11 @@ def make_optimizer(p: TrainParams, steps_per_epoch: int) -> keras.optimizers.Opt
     return opt
 
 
-def make_loss(p: TrainParams) -> keras.losses.Loss:
-    # The networks end in logits (classifier_activation=None); softmax is added for serving.
-    return keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=p.label_smoothing)
+def make_loss(p: TrainParams, task=None) -> keras.losses.Loss:
+    """The task's loss on logits (default task: classification's cross-entropy)."""
+    return (task or tasks.get(tasks.DEFAULT)).loss(p)
 
 
-def make_metrics(top_k: int = 3) -> list:
-    return [
-        keras.metrics.CategoricalAccuracy(name="accuracy"),
-        keras.metrics.TopKCategoricalAccuracy(k=top_k, name=f"top{top_k}_accuracy"),
-    ]
+def make_metrics(task=None) -> list:
+    """The task's per-epoch metrics (default task: classification's accuracy and top-3)."""
+    return (task or tasks.get(tasks.DEFAULT)).metrics()

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import keras
 import numpy as np
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; no display on a pipeline worker
-    import matplotlib.pyplot as plt
-
-    return plt
+from convflow.components.plotting import pyplot
 
 
 def training_curves(history: dict[str, list[float]], path: Path) -> Path:
     """One panel per metric (loss, accuracy, ...), train and validation overlaid."""
-    plt = _pyplot()
+    plt = pyplot()
     names = [k for k in history if not k.startswith("val_") and k not in ("epoch_seconds",)]
     names = [k for k in names if k != "learning_rate"]
     fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.5), squeeze=False)
@@ -37,23 +30,27 @@ def training_curves(history: dict[str, list[float]], path: Path) -> Path:
     return path
 
 
-def first_layer_kernels(model, path: Path) -> Path | None:
-    """The first Conv2D's kernels as a grid of small images (input channels averaged).
+def first_layer_kernels(model, path: Path, layer_name: str | None = None) -> Path | None:
+    """The first convolution's kernels as a grid of small images (input channels averaged).
 
     Zeiler & Fergus 2014 read first-layer filters this way: trained ones look like oriented
-    edge and blob detectors; noise means training went wrong. None when there is no Conv2D.
+    edge and blob detectors; noise means training went wrong. The layer is the one the zoo's
+    ModelSpec names (``first_conv``, passed as ``layer_name``); None when there is none.
     """
-    import keras
+    from convflow.models.initializers import first_conv
 
-    conv = next((layer for layer in _walk(model) if isinstance(layer, keras.layers.Conv2D)), None)
-    if conv is None:
+    if layer_name is None:
+        return None
+    try:
+        conv = first_conv(model, layer_name)
+    except ValueError:
         return None
     kernel = np.asarray(keras.ops.convert_to_numpy(conv.kernel), dtype=np.float32)
     kernel = kernel.mean(axis=2)  # (kh, kw, filters)
     n = kernel.shape[-1]
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.2), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -64,13 +61,6 @@ def first_layer_kernels(model, path: Path) -> Path | None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
-
-
-def _walk(model):
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _walk(layer)
 
 
 def model_summary(model, path: Path) -> Path:

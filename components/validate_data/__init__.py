@@ -1,6 +1,8 @@
-"""The validate_data step (between preprocess and train): data checks against @champion's."""
+"""The validate_data step (between preprocess and train): data checks against @champion's.
 
-from convflow.components.validate_data.executor import validate_data
-from convflow.components.validate_data.spec import Check, Params
+``spec`` declares it (light); ``executor`` profiles the data and compares.
+"""
+
+from convflow.components.validate_data.spec import Check, Params, validate_data
 
 __all__ = ["Check", "Params", "validate_data"]

@@ -17,15 +17,8 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 from convflow.components import examples
-from convflow.components.base import (
-    EXAMPLES,
-    STATISTICS,
-    ComponentError,
-    Context,
-    component,
-)
+from convflow.components.base import ComponentError, Context
 from convflow.components.validate_data import profile as prof
-from convflow.components.validate_data.spec import Params
 
 STATISTICS_FILE = "statistics.json"  # in the preprocess step's Statistics artifact
 REPORT_FILE = "data_validation.json"
@@ -135,15 +128,12 @@ def plot(new: dict, old: dict | None, baseline: str, path: Path) -> None:
     plt.close(fig)
 
 
-@component(
-    name="validate_data",
-    inputs={"raw_examples": EXAMPLES, "examples": EXAMPLES, "statistics": STATISTICS},
-    outputs={"report": STATISTICS},
-    params=Params,
-    key_facts=("model_name", "tracking_uri"),
-)
-def validate_data(ctx: Context) -> None:
-    """Compares the new data with @champion's and with the limits; fails before train."""
+def run(ctx: Context) -> None:
+    """Compares the new data with @champion's and with the limits; fails before train.
+
+    Raises:
+        ComponentError: a check with action ``fail`` tripped (one line: check, old, new).
+    """
     new = new_profile(ctx)
     old, baseline = champion_profile(ctx.pipeline.get("model_name"), new["class_names"])
     findings = prof.compare(new, old, ctx.params)

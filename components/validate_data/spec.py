@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from convflow.components.base import param
+from convflow.components.base import (
+    RAW_EXAMPLES,
+    STATISTICS,
+    TRANSFORMED_EXAMPLES,
+    declare,
+    param,
+)
 
 ACTIONS = ("warn", "fail")
 
@@ -69,3 +75,17 @@ class Params:
             limit if given.limit is None else given.limit,
             action if given.action is None else given.action,
         )
+
+
+validate_data = declare(
+    name="validate_data",
+    executor="convflow.components.validate_data.executor",
+    inputs={
+        "raw_examples": RAW_EXAMPLES,
+        "examples": TRANSFORMED_EXAMPLES,
+        "statistics": STATISTICS,
+    },
+    outputs={"report": STATISTICS},
+    params=Params,
+    key_facts=("model_name", "tracking_uri"),
+)

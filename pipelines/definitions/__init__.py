@@ -1,4 +1,8 @@
-"""Pipeline definitions, by template name. Each module has COMPONENTS and create_pipeline(cfg)."""
+"""Pipeline definitions, by template name.
+
+Each module has ``TASK`` (the task name, components/tasks), ``COMPONENTS`` (step name ->
+the step's light declaration) and ``create_pipeline(cfg)``.
+"""
 
 from __future__ import annotations
 

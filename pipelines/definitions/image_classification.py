@@ -1,4 +1,8 @@
-"""Image classification: ingest -> preprocess -> validate_data -> train -> evaluate -> register."""
+"""Image classification: ingest -> preprocess -> validate_data -> train -> evaluate -> register.
+
+The steps are the same for every task; this definition picks the ``classification`` task
+(components/tasks/classification.py), which the runner hands to each step.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,12 @@ from convflow.components.validate_data import validate_data
 from convflow.pipelines.config import Config
 from convflow.pipelines.dag import Pipeline
 
+TASK = "classification"
 COMPONENTS = {c.name: c for c in (ingest, preprocess, validate_data, train, evaluate, register)}
 
 
 def create_pipeline(cfg: Config) -> Pipeline:
-    p = Pipeline(cfg.pipeline.name)
+    p = Pipeline(cfg.pipeline.name, task=TASK)
     raw = p.add(ingest, cfg["ingest"])
     pre = p.add(preprocess, cfg["preprocess"], examples=raw["examples"])
     p.add(

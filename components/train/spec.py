@@ -1,11 +1,13 @@
-"""The ``train:`` config section: optimizer, schedule, regularization, augmentation, runtime."""
+"""The train step's declaration: the ``train:`` section (model, optimizer, schedule,
+regularization, augmentation, runtime) and its contract; the work is in executor.py."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-from convflow.components.base import param
+from convflow.components.base import MODEL, TRANSFORMED_EXAMPLES, declare, param
+from convflow.models import catalog
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
@@ -109,3 +111,39 @@ class TrainParams:
         None, help="initializer spec for the first convolution (models.initializers.get)"
     )
     freeze_first_layer: bool = param(False, help="keep the first convolution's kernel fixed")
+
+
+def model_kwargs_for(model: str, model_kwargs: dict, names) -> dict:
+    """The builder kwargs of ``model``.
+
+    ``model_kwargs`` is either keyed by zoo name, ``{lenet5: {filters: [16, 32]},
+    resnet20: {shortcut: B}}`` (only the chosen model's entry applies, so switching
+    ``train.model`` never hands one model another's arguments), or the arguments themselves.
+    """
+    if model_kwargs and set(model_kwargs) <= set(names):
+        return dict(model_kwargs.get(model) or {})
+    return dict(model_kwargs)
+
+
+def check(params: TrainParams, task) -> None:
+    """``train.model`` against the zoo's metadata: the name exists, its kind fits the task,
+    and ``train.model_kwargs`` are arguments its builder accepts. Needs no Keras.
+
+    Raises:
+        ValueError: one line naming the key, the value and what is allowed.
+    """
+    try:
+        kwargs = model_kwargs_for(params.model, params.model_kwargs, catalog.names())
+        catalog.check(params.model, kwargs, task.model_kinds if task else None)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"train.model={params.model!r}: {e.args[0]}") from None
+
+
+train = declare(
+    name="train",
+    executor="convflow.components.train.executor",
+    inputs={"examples": TRANSFORMED_EXAMPLES},
+    outputs={"model": MODEL},
+    params=TrainParams,
+    check=check,
+)

@@ -1,10 +1,14 @@
-"""Params of the ingest component (config section ``ingest``)."""
+"""The ingest step's declaration: params (config section ``ingest``) and contract.
+
+Ingest reads IDX files, a TFDS dataset or an image folder and writes raw Examples (uint8
+images of any size, the task's targets); the work is in executor.py.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from convflow.components.base import param
+from convflow.components.base import RAW_EXAMPLES, declare, param
 from convflow.components.images import parse_colour
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
@@ -29,6 +33,7 @@ SPLIT_NAMES = {
     "dev": "validation",
     "test": "test",
 }
+REJECTED_FILE = "rejected.jsonl"
 
 
 @dataclass(frozen=True)
@@ -104,3 +109,12 @@ class Params:
             raise ValueError(
                 f"split_names: {bad[0]!r} is not a split; expected train, validation or test"
             )
+
+
+ingest = declare(
+    name="ingest",
+    executor="convflow.components.ingest.executor",
+    inputs={},
+    outputs={"examples": RAW_EXAMPLES},
+    params=Params,
+)

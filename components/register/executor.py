@@ -1,4 +1,4 @@
-"""The register component: log the served model, register a version, move the aliases.
+"""The register step's work: log the served model, register a version, move the aliases.
 
 Every new version gets ``@challenger``. ``@champion`` moves only when the blessing says so
 *and* the champion is still the version the blessing was decided against: if another run
@@ -9,47 +9,25 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
 
-from convflow.components.base import (
-    BLESSING,
-    EXAMPLES,
-    MODEL,
-    REGISTRATION,
-    ComponentError,
-    Context,
-    component,
-    param,
-)
-from convflow.components.evaluate import BLESSING_FILE
-from convflow.components.evaluate.component import current_champion
-from convflow.components.serving import (
-    CHALLENGER,
-    CHAMPION,
+import mlflow
+from convflow.components.base import ComponentError, Context
+from convflow.components.examples import ExamplesInfo
+from convflow.components.register.spec import BLESSING_FILE, REGISTRATION_FILE
+from convflow.components.serving import CHALLENGER, CHAMPION
+from convflow.components.serving.mlflow_io import (
+    current_champion,
     lineage_tags,
     log_serving_model,
-    serving_model_for,
     tracking,
 )
-
-REGISTRATION_FILE = "registration.json"
-
-
-@dataclass(frozen=True)
-class RegisterParams:
-    """Resolved ``register:`` section."""
-
-    description: str = param("", help="text for every new model version")
-    await_registration_s: int = param(
-        300, help="how long to wait for the version to become READY", min=1
-    )
+from convflow.components.serving.model import serving_model_for
+from mlflow import MlflowClient
 
 
 @contextlib.contextmanager
 def step_run(run_id: str | None):
     """Makes the step's MLflow run the active one (fluent ``log_model`` logs there)."""
-    import mlflow
-
     active = mlflow.active_run()
     if active is not None and run_id in (None, active.info.run_id):
         yield active
@@ -81,30 +59,25 @@ def promote(client, name: str, version: str, blessing: dict) -> tuple[bool, str]
     return True, f"blessed: champion -> version {version}"
 
 
-@component(
-    name="register",
-    inputs={"model": MODEL, "examples": EXAMPLES, "blessing": BLESSING},
-    outputs={"registration": REGISTRATION},
-    params=RegisterParams,
-    key_facts=("model_name", "tracking_uri"),
-)
-def register(ctx: Context) -> None:
-    """Logs the served model to the step's run and registers it under pipeline.model_name."""
-    import mlflow
-    from mlflow import MlflowClient
+def run(ctx: Context) -> None:
+    """Logs the served model to the step's run and registers it under pipeline.model_name.
 
+    Raises:
+        ComponentError: no pipeline.model_name, or no blessing file.
+    """
     name = ctx.pipeline.get("model_name")
     if not name:
         raise ComponentError("pipeline.model_name is not set; name the registered model there")
     blessing = read_blessing(ctx)
     examples = ctx.inputs["examples"]
-    serving = serving_model_for(ctx.inputs["model"], examples)
+    serving = serving_model_for(ctx.inputs["model"], examples, ctx.task)
     tags = lineage_tags(ctx.pipeline, examples.fingerprint, blessing["blessed"])
     tags["convflow.blessing"] = "; ".join(blessing.get("reasons", []))[:5000]
 
     with tracking(ctx.pipeline.get("tracking_uri")):
         with step_run(ctx.tracker.run_id):
-            info = log_serving_model(serving, examples.properties["class_names"])
+            class_names = ExamplesInfo.of(examples).class_names
+            info = log_serving_model(serving, class_names, ctx.task)
         mv = mlflow.register_model(
             info.model_uri,
             name,

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from convflow.components.train.plots import _pyplot
+from convflow.components.plotting import pyplot
 
 
 def confusion_matrix(cm: np.ndarray, class_names, path: Path) -> Path:
     """Row-normalized colours (recall per class) with the raw counts written in each cell."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(class_names)
     rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(1.0 + 0.7 * n, 0.8 + 0.6 * n))
@@ -31,7 +31,7 @@ def confusion_matrix(cm: np.ndarray, class_names, path: Path) -> Path:
 
 def misclassified(images, labels, probs, class_names, path: Path, limit: int = 25) -> Path:
     """The ``limit`` most confident mistakes: image, true class, predicted class and p."""
-    plt = _pyplot()
+    plt = pyplot()
     predicted = probs.argmax(axis=1)
     wrong = np.flatnonzero(predicted != labels)
     wrong = wrong[np.argsort(-probs[wrong, predicted[wrong]])][:limit]

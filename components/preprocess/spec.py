@@ -1,37 +1,41 @@
-"""Params of the ``preprocess`` component (config section ``preprocess``)."""
+"""The preprocess step's declaration: params (config section ``preprocess``) and contract.
+
+Preprocess turns raw Examples into transformed ones on Apache Beam: scaling to [0, 1], then
+the transforms of ``preprocess.steps`` from the one transform table (components/transforms.py),
+with the task moving its targets through crops and resizes. The work is in executor.py.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from convflow.components.base import param
+from convflow.components.base import (
+    RAW_EXAMPLES,
+    STATISTICS,
+    TRANSFORMED_EXAMPLES,
+    ComponentError,
+    declare,
+    param,
+)
+from convflow.components.preprocess import runners
+from convflow.components.transforms import (
+    CROP,
+    GCN,
+    INTERPOLATIONS,
+    LCN,
+    RESIZE,
+    STANDARDIZE,
+    STEPS,
+    GcnParams,
+    LcnParams,
+    check_steps,
+)
 
-# models.layers.contrast.INTERPOLATIONS, repeated so that reading params needs no keras
-# (a test keeps the two equal).
-INTERPOLATIONS = ("bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5")
+STATISTICS_FILE = "statistics.json"
+SAMPLES_FILE = "samples.png"
+REJECTED_FILE = "rejected.jsonl"
 
-# Step names as used in ``preprocess.steps``; scaling to [0, 1] always runs first.
-CROP, RESIZE, GCN, LCN, STANDARDIZE = "crop", "resize", "gcn", "lcn", "standardize"
-STEPS = (CROP, RESIZE, GCN, LCN, STANDARDIZE)
 RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
-
-
-@dataclass(frozen=True)
-class GcnParams:
-    """Global contrast normalization, Goodfellow et al. (2016) eq. 12.3."""
-
-    scale: float = param(1.0, help="s: contrast of the output", min_exclusive=0.0)
-    lam: float = param(0.0, help="λ: regularizer added to the per-image variance", min=0.0)
-    eps: float = param(1e-8, help="ε: smallest divisor (near-constant images)", min_exclusive=0.0)
-
-
-@dataclass(frozen=True)
-class LcnParams:
-    """Local contrast normalization (Jarrett et al., 2009) with a Gaussian window."""
-
-    kernel_size: int = param(9, help="odd side of the Gaussian window, pixels", min=1, max=99)
-    sigma: float = param(2.0, help="σ of the Gaussian window, pixels", min_exclusive=0.0)
-    floor: float = param(1e-4, help="smallest divisor", min_exclusive=0.0)
 
 
 @dataclass(frozen=True)
@@ -79,19 +83,40 @@ class Params:
     num_samples: int = param(8, help="images per column of samples.png", min=1, max=64)
 
 
-def check(params: Params) -> None:
-    """Cross-field checks the per-field limits cannot express; raises ComponentError."""
-    from convflow.components.base import ComponentError
+def check(params: Params, task=None) -> None:
+    """Cross-field checks the per-field limits cannot express: the transform table's rules,
+    and a runner that can start offline (preprocess/runners.py).
 
-    steps = list(params.steps)
-    if len(set(steps)) != len(steps):
-        raise ComponentError(f"preprocess.steps={steps!r} repeats a step; list each at most once")
-    if STANDARDIZE in steps and steps[-1] != STANDARDIZE:
-        raise ComponentError(
-            f"preprocess.steps={steps!r}: 'standardize' must be last, because its statistics "
-            "are measured on the output of the steps before it"
-        )
-    if LCN in steps and params.lcn.kernel_size % 2 == 0:
-        raise ComponentError(
-            f"preprocess.lcn.kernel_size={params.lcn.kernel_size} must be odd (a centred window)"
-        )
+    Raises:
+        ValueError: one line naming the key and the rule.
+    """
+    check_steps(params.steps, params.lcn)
+    try:
+        runners.check_runner(params.runner, params.beam_args)
+    except ComponentError as e:
+        raise ValueError(str(e)) from None
+
+
+preprocess = declare(
+    name="preprocess",
+    executor="convflow.components.preprocess.executor",
+    inputs={"examples": RAW_EXAMPLES},
+    outputs={"examples": TRANSFORMED_EXAMPLES, "statistics": STATISTICS},
+    params=Params,
+    check=check,
+)
+
+__all__ = [
+    "CROP",
+    "GCN",
+    "INTERPOLATIONS",
+    "LCN",
+    "RESIZE",
+    "STANDARDIZE",
+    "STEPS",
+    "GcnParams",
+    "LcnParams",
+    "Params",
+    "check",
+    "preprocess",
+]

@@ -1,4 +1,8 @@
-"""The ingest component: IDX files, a TFDS dataset or an image folder -> Examples shards."""
+"""The ingest step's work: IDX files, a TFDS dataset or an image folder -> raw Examples.
+
+Output: ``RawExamples`` with train/validation/test TFRecord shards (uint8 H×W×C images, the
+task's targets) and :class:`ExamplesInfo` properties.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,11 @@ import json
 
 import numpy as np
 from convflow.components import examples
-from convflow.components.base import EXAMPLES, ComponentError, Context, component
+from convflow.components.base import ComponentError, Context
+from convflow.components.examples import ExamplesInfo
 from convflow.components.ingest import folder, idx, tfds_source
-from convflow.components.ingest.params import Params
+from convflow.components.ingest.spec import REJECTED_FILE, Params
 from convflow.components.ingest.split import maybe_stack, stratified_sample, stratified_split, take
-
-REJECTED_FILE = "rejected.jsonl"
 
 
 def _read_source(p: Params, ctx: Context):
@@ -83,10 +86,15 @@ def _check_rejections(rejected: list[dict], accepted: int, p: Params, ctx: Conte
         )
 
 
-@component(name="ingest", inputs={}, outputs={"examples": EXAMPLES}, params=Params)
-def ingest(ctx: Context) -> None:
-    """Reads the configured source and writes train/validation/test TFRecord shards."""
+def run(ctx: Context) -> None:
+    """Reads the configured source and writes train/validation/test TFRecord shards.
+
+    Raises:
+        ComponentError: no usable image, or more rejected records than
+            ``ingest.max_rejected_fraction`` allows.
+    """
     p: Params = ctx.params
+    task = ctx.task
     out = ctx.outputs["examples"]
     names, splits, rejected, extra = _read_source(p, ctx)
     accepted = sum(len(labels) for _, labels in splits.values())
@@ -96,24 +104,27 @@ def ingest(ctx: Context) -> None:
     for split, (images, labels) in ctx.progress(
         splits.items(), total=len(splits), desc="write shards"
     ):
-        entries[split] = examples.write_split(out.path, split, images, labels, p.shard_size)
-        histogram[split] = np.bincount(labels, minlength=len(names)).tolist()
+        entries[split] = examples.write_split(
+            out.path, split, images, labels, p.shard_size, task.target_features
+        )
+        cols = examples.codec.columns(labels, task.target_features)
+        histogram[split] = task.class_histogram(cols, len(names)).tolist()
     shapes = {tuple(im.shape) for images, _ in splits.values() for im in images[:1]}
     uniform = (
         all(isinstance(images, np.ndarray) for images, _ in splits.values()) and len(shapes) == 1
     )
-    out.properties.update(
+    ExamplesInfo(
         splits=entries,
         dtype="uint8",
-        image_shape=list(next(iter(shapes))) if uniform else None,
+        image_shape=next(iter(shapes)) if uniform else None,
         channels=next(int(im[0].shape[-1]) for im, _ in splits.values() if len(im)),
-        class_names=names,
-        num_classes=len(names),
-        label_histogram=histogram,
+        class_names=tuple(names),
+        task=task.name,
+        class_histogram=histogram,
         rejected=rejected_count(rejected),
         source=p.source,
-        **extra,
-    )
+        notes=extra,
+    ).write(out)
     ctx.log_metrics(
         {f"{s}_examples": e["count"] for s, e in entries.items()}
         | {"rejected": rejected_count(rejected)}

@@ -1,0 +1,44 @@
+"""The register step's declaration: the ``register:`` section and its contract.
+
+Register logs the served model (raw images in, the task's answers out) to MLflow, registers a
+version under ``pipeline.model_name`` with lineage tags, gives it ``@challenger`` and, when
+blessed, ``@champion``. The work is in executor.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from convflow.components.base import (
+    BLESSING,
+    BLESSING_FILE,
+    MODEL,
+    REGISTRATION,
+    TRANSFORMED_EXAMPLES,
+    declare,
+    param,
+)
+
+REGISTRATION_FILE = "registration.json"
+
+
+@dataclass(frozen=True)
+class RegisterParams:
+    """Resolved ``register:`` section."""
+
+    description: str = param("", help="text for every new model version")
+    await_registration_s: int = param(
+        300, help="how long to wait for the version to become READY", min=1
+    )
+
+
+register = declare(
+    name="register",
+    executor="convflow.components.register.executor",
+    inputs={"model": MODEL, "examples": TRANSFORMED_EXAMPLES, "blessing": BLESSING},
+    outputs={"registration": REGISTRATION},
+    params=RegisterParams,
+    key_facts=("model_name", "tracking_uri"),
+)
+
+__all__ = ["BLESSING_FILE", "REGISTRATION_FILE", "RegisterParams", "register"]

@@ -1,0 +1,265 @@
+"""The train step's work: a zoo model fitted on transformed Examples, resumable per epoch.
+
+Input: ``TransformedExamples``. Output: a ``Model`` artifact (``model.keras``, the network
+ending in float32 logits; the task's head is added for serving), history and plots. The
+task supplies the targets' encoding, the loss and the metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import convflow.models.initializers  # noqa: F401 - registers initializers for checkpoints
+import keras
+from convflow.components import tasks
+from convflow.components.base import ComponentError, Context
+from convflow.components.examples import read_split
+from convflow.components.train import MODEL_FILE, data, optim, plots, runtime
+from convflow.components.train.checkpoint import EpochCheckpoint, load_state
+from convflow.components.train.spec import TrainParams, model_kwargs_for
+from convflow.models import zoo
+from convflow.models.initializers import init_first_conv
+
+HISTORY_FILE = "history.json"
+SUMMARY_FILE = "model_summary.txt"
+CURVES_FILE = "training_curves.png"
+KERNELS_FILE = "first_layer_kernels.png"
+
+
+def build_network(p: TrainParams, input_shape, num_classes: int):
+    """The zoo model, ending in float32 logits (the task's head is added for serving).
+
+    Raises:
+        ComponentError: an unknown model or arguments its builder rejects.
+    """
+    kwargs = model_kwargs_for(p.model, p.model_kwargs, zoo.list_models())
+    try:
+        return zoo.build(
+            p.model,
+            input_shape=tuple(input_shape),
+            num_classes=num_classes,
+            classifier_activation=None,
+            **kwargs,
+        )
+    except KeyError as e:
+        raise ComponentError(f"train.model={p.model!r}: {e.args[0]}") from None
+    except (TypeError, ValueError) as e:
+        raise ComponentError(
+            f"train.model={p.model!r} with model_kwargs {kwargs}: {e}; key arguments by model "
+            "(model_kwargs: {lenet5: {filters: [16, 32]}}) so they apply only to that model"
+        ) from None
+
+
+def epoch_line(epoch: int, epochs: int, logs: dict) -> str:
+    """``train: epoch 3/10 loss 0.4120 accuracy 0.8512 val_loss ... (12.3 s)``."""
+    seconds = logs.get("epoch_seconds")
+    figures = " ".join(f"{k} {v:.4f}" for k, v in logs.items() if k != "epoch_seconds")
+    took = f" ({seconds:.1f} s)" if seconds is not None else ""
+    return f"train: epoch {epoch}/{epochs} {figures}{took}"
+
+
+def _check_monitor(p: TrainParams, has_validation: bool) -> TrainParams:
+    if p.early_stopping.monitor.startswith("val_") and not has_validation:
+        if p.early_stopping.patience:
+            raise ComponentError(
+                f"train.early_stopping.monitor={p.early_stopping.monitor!r} needs a validation "
+                "split, and the Examples have none: monitor 'loss' or add a validation split"
+            )
+        # Not stopping early, the monitor only picks "best epoch" for the record.
+        return replace(p, early_stopping=replace(p.early_stopping, monitor="loss"))
+    return p
+
+
+def _init_first_layer(model, p: TrainParams, examples) -> None:
+    layer = zoo.get_spec(p.model).first_conv
+    if layer is None:
+        raise ComponentError(
+            f"train.first_layer_init: {p.model} has no 2-D first convolution to initialize"
+        )
+    spec = dict(p.first_layer_init)
+    if spec.get("name") == "kmeans" and "patches_from" not in spec:
+        # Coates & Ng 2011 learn the centroids from the training images themselves.
+        spec["patches_from"] = read_split(examples, "train")[0][:5000]
+    try:
+        init_first_conv(model, spec, trainable=not p.freeze_first_layer, layer_name=layer)
+    except (ValueError, TypeError) as e:
+        raise ComponentError(f"train.first_layer_init={p.first_layer_init}: {e}") from None
+
+
+def _compiled_model(p, task, input_shape, num_classes, steps, state, ckpt_dir, examples):
+    if state is not None:
+        # The checkpoint holds weights, optimizer slots, step counter and seed states (its
+        # custom layers and initializers are registered by the zoo imports above).
+        return keras.saving.load_model(ckpt_dir / state["file"])
+    model = build_network(p, input_shape, num_classes)
+    if p.first_layer_init is not None:
+        _init_first_layer(model, p, examples)
+    model.compile(
+        optimizer=optim.make_optimizer(p, steps),
+        loss=task.loss(p),
+        metrics=task.metrics(),
+    )
+    return model
+
+
+@dataclass
+class _Plan:
+    """What one training run works with, resolved from the inputs and the checkpoint."""
+
+    params: TrainParams
+    task: tasks.Task
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    count: int
+    steps: int
+    has_validation: bool
+    ckpt_dir: Path
+    state: dict | None
+
+    @property
+    def initial_epoch(self) -> int:
+        return self.state["epochs_done"] if self.state else 0
+
+
+def _plan(ctx: Context) -> _Plan:
+    examples = ctx.inputs["examples"]
+    input_shape, num_classes = data.check_examples(examples)
+    has_validation = data.split_count(examples, "validation") > 0
+    p = _check_monitor(ctx.params, has_validation)
+    count = data.split_count(examples, "train")
+    ckpt_dir = Path(ctx.work_dir) / "ckpt"
+    plan = _Plan(
+        p,
+        ctx.task,
+        input_shape,
+        num_classes,
+        count,
+        data.steps_per_epoch(count, p.batch_size),
+        has_validation,
+        ckpt_dir,
+        load_state(ckpt_dir),
+    )
+    if plan.state:
+        print(
+            f"train: resuming from epoch {plan.initial_epoch}/{p.epochs} ({ckpt_dir})", flush=True
+        )
+    return plan
+
+
+def _fit(ctx: Context, plan: _Plan, model, checkpoint) -> float:
+    """Trains from the plan's initial epoch; returns the seconds ``fit`` took."""
+    p, examples = plan.params, ctx.inputs["examples"]
+    if plan.initial_epoch >= p.epochs or checkpoint.stopped:
+        return 0.0
+    validation = None
+    if plan.has_validation:
+        validation = data.eval_dataset(
+            examples, "validation", plan.num_classes, p.batch_size, 1024, plan.task
+        )
+    t0 = time.perf_counter()
+    model.fit(
+        data.train_dataset(examples, p, plan.num_classes, plan.initial_epoch, plan.task),
+        epochs=p.epochs,
+        initial_epoch=plan.initial_epoch,
+        steps_per_epoch=plan.steps,
+        validation_data=validation,
+        callbacks=[checkpoint],
+        verbose=1 if ctx.show_progress else 0,
+        shuffle=False,  # the dataset is already shuffled per (seed, epoch)
+    )
+    return time.perf_counter() - t0
+
+
+def _write_files(ctx: Context, model, history: dict) -> None:
+    out = ctx.outputs["model"].path
+    model.save(out / MODEL_FILE)
+    (out / HISTORY_FILE).write_text(json.dumps(history, indent=1))
+    files = [
+        plots.model_summary(model, out / SUMMARY_FILE),
+        plots.training_curves(history, out / CURVES_FILE),
+        plots.first_layer_kernels(model, out / KERNELS_FILE, _first_conv(ctx.params.model)),
+    ]
+    for f in files:
+        if f is not None:
+            ctx.tracker.log_artifact(f)
+
+
+def _first_conv(name: str) -> str | None:
+    try:
+        return zoo.get_spec(name).first_conv
+    except KeyError:
+        return None
+
+
+def _final_metrics(history: dict, count: int) -> dict[str, float]:
+    final = {k: v[-1] for k, v in history.items() if v and k != "epoch_seconds"}
+    seconds = history.get("epoch_seconds", [])
+    # Steady state: the first epoch also traces the graph and fills the cache.
+    steady = seconds[1:] or seconds
+    final["images_per_second"] = count / (sum(steady) / len(steady)) if steady else 0.0
+    final["epochs_run"] = len(history.get("loss", []))
+    return final
+
+
+def run(ctx: Context) -> None:
+    """Fits ``train.model`` on the train split, validating on the validation split.
+
+    Raises:
+        ComponentError: untransformed or empty Examples, a bad model or monitor setting.
+    """
+    plan = _plan(ctx)
+    p = plan.params
+    precision = runtime.resolve_precision(p.precision)
+    runtime.seed_everything(p.seed, p.deterministic)
+    strategy = runtime.make_strategy(p.strategy)
+
+    def log_epoch(epoch, logs):
+        ctx.log_metrics(logs, step=epoch + 1)
+        if not ctx.show_progress:  # logs and cron: one line per epoch instead of bars
+            print(epoch_line(epoch + 1, p.epochs, logs), flush=True)
+
+    with runtime.dtype_policy(precision), strategy.scope():
+        model = _compiled_model(
+            p,
+            plan.task,
+            plan.input_shape,
+            plan.num_classes,
+            plan.steps,
+            plan.state,
+            plan.ckpt_dir,
+            ctx.inputs["examples"],
+        )
+        checkpoint = EpochCheckpoint(plan.ckpt_dir, p.early_stopping, plan.state, log_epoch)
+        fit_seconds = _fit(ctx, plan, model, checkpoint)
+        restored = checkpoint.restore_best()
+
+    history = checkpoint.history
+    _write_files(ctx, model, history)
+    final = _final_metrics(history, plan.count)
+    ctx.log_metrics(final)
+    ctx.tracker.set_tags(
+        {"train.precision": precision, "train.resumed_from": str(plan.initial_epoch)}
+    )
+    ctx.outputs["model"].properties.update(
+        {
+            "file": MODEL_FILE,
+            "model": p.model,
+            "task": plan.task.name,
+            "input_shape": list(plan.input_shape),
+            "num_classes": plan.num_classes,
+            "class_names": list(ctx.inputs["examples"].properties.get("class_names", [])),
+            "outputs": "logits",
+            "precision": precision,
+            "strategy": p.strategy,
+            "seed": p.seed,
+            "epochs_run": final["epochs_run"],
+            "resumed_from_epoch": plan.initial_epoch,
+            "stopped_early": checkpoint.stopped,
+            "restored_best_epoch": (checkpoint.best_epoch + 1) if restored else None,
+            "fit_seconds": round(fit_seconds, 3),
+            "metrics": final,
+        }
+    )
