@@ -178,12 +178,14 @@ def test_a_file_added_to_the_image_folder_triggers_a_run(tmp_path):
     ingest = load_config(str(cfg), [])[0]["ingest"]
     before = source_fingerprint(ingest)
     log = tmp_path / "schedule.log"
-    proc = _schedule(
-        cfg, uri, "--on-data-change", "--poll", "1", "--max-runs", "1", "--log", str(log)
-    )
+    proc = _schedule(  # with a cron schedule too (one that never ticks during the test)
+        cfg, uri, "--cron", "0 0 1 1 *", "--on-data-change", "--poll", "1", "--max-runs", "1",
+        "--log", str(log),
+    )  # fmt: skip
     state = tmp_path / "store" / f".schedule-{NAME}.json"
     deadline = time.monotonic() + 120
-    while not state.exists():  # the first poll notes the data as it is: no run for it
+    while "data_fingerprint" not in (state.read_text() if state.exists() else ""):
+        # the first poll notes the data as it is: no run for it
         assert proc.poll() is None and time.monotonic() < deadline
         time.sleep(0.2)
     time.sleep(1.5)
