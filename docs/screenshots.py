@@ -55,7 +55,8 @@ def serve(uri: str, port: int) -> subprocess.Popen:
     sys.exit("error: mlflow server did not start within 180 s")
 
 
-def shoot(chromium: str, url: str, out: Path, size: str) -> None:
+def shoot(chromium: str, url: str, out: Path, size: str, budget_ms: int = 20000) -> None:
+    """A PNG of ``url`` once the page settled (``budget_ms`` of the page's virtual time)."""
     with tempfile.TemporaryDirectory() as profile:  # a first-time visitor
         subprocess.run(
             [
@@ -66,7 +67,7 @@ def shoot(chromium: str, url: str, out: Path, size: str) -> None:
                 "--hide-scrollbars",
                 f"--user-data-dir={profile}",
                 f"--window-size={size}",
-                "--virtual-time-budget=20000",
+                f"--virtual-time-budget={budget_ms}",
                 f"--screenshot={out}",
                 url,
             ],
@@ -102,13 +103,14 @@ def main() -> int:
     proc = serve(uri, port)
     base = f"http://127.0.0.1:{port}"
     try:
-        shoot(chromium, ui_url(base, exp.experiment_id), args.out / "runs_table.png", "1800,700")
+        shoot(chromium, ui_url(base, exp.experiment_id), args.out / "runs_table.png", "2600,650")
         run_page = f"{base}/#/experiments/{exp.experiment_id}/runs/{train.info.run_id}"
+        # The run's training curves (its Model metrics tab draws nothing in headless Chromium).
         shoot(
             chromium,
-            f"{run_page}/model-metrics?{ML_VIEW_QUERY}",
+            f"{run_page}/artifacts/training_curves.png?{ML_VIEW_QUERY}",
             args.out / "train_run.png",
-            "1600,1100",
+            "1600,900",
         )
         shoot(
             chromium,
@@ -118,7 +120,10 @@ def main() -> int:
         )
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
     return 0
 
 

@@ -256,8 +256,9 @@ def summarize(client, run_id: str, store, results, sections: Mapping[str, Any]) 
     if model_id:
         from mlflow.entities import LoggedModelOutput
 
-        client.log_outputs(run_id, [LoggedModelOutput(model_id, 0)])
         tags["convflow.model_id"] = model_id
+        model_id = row_model(client, run_id, head, model_id, key_params(sections, artifacts))
+        client.log_outputs(run_id, [LoggedModelOutput(model_id, 0)])
     metrics = []
     if _ran(results, "Evaluation", artifacts) and head.get("metrics"):
         now = int(time.time() * 1000)
@@ -273,6 +274,32 @@ def summarize(client, run_id: str, store, results, sections: Mapping[str, Any]) 
         run_id, metrics=metrics, params=params, tags=[RunTag(k, v) for k, v in tags.items()]
     )
     return head
+
+
+def row_model(client, run_id: str, head: Mapping[str, Any], served_id: str, params) -> str:
+    """A LoggedModel record whose source is the parent run; returns its id.
+
+    MLflow 3.17's Models column lists the logged models whose *source run* is the row's run,
+    and the served model's source is the register step's run. This record (no artifacts of
+    its own) names the served model and the registered version, so the parent's row shows
+    the model and the model's page shows its metrics and params.
+    """
+    from mlflow.entities import LoggedModelStatus
+
+    exp_id = client.get_run(run_id).info.experiment_id
+    model = client.create_logged_model(
+        exp_id,
+        name=str(head["model_name"]),
+        source_run_id=run_id,
+        tags={
+            "convflow.served_model_id": served_id,
+            "convflow.registered_version": f"models:/{head['model_name']}/{head['version']}",
+        },
+        params={k: str(v) for k, v in params.items()},
+        model_type="convflow.pipeline_run",
+    )
+    client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+    return model.model_id
 
 
 def _ran(results, type_name: str, artifacts: Mapping[str, Any]) -> bool:
