@@ -30,7 +30,8 @@ REQUIRES = [
     "croniter==7.0.0",
 ]
 
-TEST_REQUIRES = ["pytest>=8", "ruff>=0.6", "jax==0.10.2", DASK, POSTGRES]
+AUTH = ["mlflow[auth]==3.17.*", "Flask-WTF==1.3.0"]
+TEST_REQUIRES = ["pytest>=8", "ruff>=0.6", "jax==0.10.2", DASK, POSTGRES, *AUTH]
 
 setup(
     name="convflow",
@@ -55,9 +56,11 @@ setup(
         "dask": [DASK],
         # MLflow's tracking server on PostgreSQL (mlflow/server.sh MLFLOW_BACKEND=postgresql://…).
         "postgres": [POSTGRES],
+        # mlflow/server.sh with MLFLOW_AUTH=1: MLflow's basic-auth app (Flask-WTF for CSRF).
+        "auth": AUTH,
         # What the tests need on top of the main job (scripts/test.sh installs it): JAX's CPU
         # wheel is the second Keras backend the zoo is tested on (380 MB; torch was 750 MB).
-        # The tests start a Dask cluster and an MLflow server on PostgreSQL, so they need both.
+        # The tests start a Dask cluster, an MLflow server on PostgreSQL and one with auth.
         "test": TEST_REQUIRES,
         "dev": TEST_REQUIRES,
     },

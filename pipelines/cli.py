@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from convflow.pipelines import exporters, scheduling, ui
+from convflow.pipelines import exporters, registry_commands, scheduling, ui
 from convflow.pipelines.config import ConfigError, apply_overrides, read_yaml, resolve
 from convflow.pipelines.scheduling import add_orchestration_args
 
@@ -85,8 +85,10 @@ def _cmd_run(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE if isinstance(e, PipelineError) else EXIT_FAILED
     except OSError as e:  # e.g. an artifact root that cannot be created or written
+        from convflow.pipelines.errors import exit_code_for_os_error
+
         print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
-        return EXIT_USAGE
+        return exit_code_for_os_error(e, EXIT_USAGE, EXIT_FAILED)
     except Exception as e:
         if type(e).__module__.startswith(("mlflow", "requests", "urllib3")):
             print(
@@ -144,7 +146,7 @@ def _cmd_predict(args) -> int:
 
     uri, _ = resolve_uri(args.tracking_uri)
     with tracking(uri):
-        return predict(args.model or DEFAULT_MODEL_URI, args.images)
+        return predict(args.model or DEFAULT_MODEL_URI, args.images, trust=args.trust_model)
 
 
 def _version() -> str:
@@ -217,10 +219,16 @@ def parser() -> argparse.ArgumentParser:
     pred.add_argument(
         "--tracking-uri", help="registry (default: $MLFLOW_TRACKING_URI or embedded sqlite)"
     )
+    pred.add_argument(
+        "--trust-model",
+        action="store_true",
+        help="load a model convflow did not log (its MLmodel may run code: trusted models only)",
+    )
     pred.set_defaults(fn=_cmd_predict)
     scheduling.add_parser(sub, with_config)
     exporters.add_parser(sub, with_config)
     ui.add_parser(sub)
+    registry_commands.add_commands(sub)
     return ap
 
 

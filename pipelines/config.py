@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -197,11 +198,13 @@ def coerce(key: str, value: Any, tp: Any) -> Any:
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 raise ConfigError(f"{key}: {value!r} is not a number") from None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: {value!r} is not a number")
+        if not math.isfinite(value):  # .nan passes every min/max comparison
+            raise ConfigError(f"{key}: {value!r} is not a finite number")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -386,6 +389,9 @@ def resolve(data: Mapping[str, Any], components: Mapping[str, type], source: str
         if not isinstance(section, Mapping):
             raise ConfigError(f"{name}: expected a mapping, got {section!r}")
         sections[name] = build_dataclass(params_cls, section, name)
+    for key in ("name", "model_name"):
+        if getattr(pipeline, key) is not None and not getattr(pipeline, key).strip():
+            raise ConfigError(f"pipeline.{key}: {getattr(pipeline, key)!r} is empty; give a name")
     if pipeline.model_name is None:
         pipeline = dataclasses.replace(pipeline, model_name=pipeline.name)
     return Config(pipeline=pipeline, sections=sections, source=source, schedule=schedule)

@@ -16,6 +16,7 @@ from convflow.pipelines import dashboard, tracking, triggers
 from convflow.pipelines.cache import package_versions, source_closure, step_key
 from convflow.pipelines.config import Config
 from convflow.pipelines.dag import Pipeline, PipelineError
+from convflow.pipelines.errors import environment_error
 from convflow.pipelines.store import ArtifactStore
 
 RAN, CACHED, FAILED, NOT_RUN = "ran", "cached", "failed", "not run"
@@ -98,6 +99,7 @@ def run(pipeline: Pipeline, cfg: Config, opts: RunOptions, out: TextIO | None = 
             "model_name": cfg.pipeline.model_name,
             "experiment_id": exp_id,
             "task": pipeline.task,
+            "trigger": opts.trigger,  # recorded with every alias move (register)
         }
         run_name = dashboard.run_name(pipeline.name, cfg.sections, cfg.hash)
         with triggers.parent_run(exp_id, run_name, opts.run_group) as parent:
@@ -231,6 +233,7 @@ def _execute(store, step, key, inputs, facts, opts) -> tuple[StepResult, dict]:
             show_progress=opts.show_progress,
         )
         step.component(ctx)
+        ctx.tracker.flush()  # metrics kept back while the server was away
         duration = time.perf_counter() - t0
         record = {
             "component": step.component.name,
@@ -263,11 +266,17 @@ def _one_line(step: str, error: Exception, store: ArtifactStore, run_id: str):
     """(one-line message, traceback file or None)."""
     if isinstance(error, ComponentError):
         return f"{step}: {error}", None
+    machine = environment_error(error)
+    if machine:  # a full disk, a read-only store: the machine's fault, not the code's
+        return f"{step}: {machine}", None
     # A bug, not a user mistake: keep the traceback in a file and say where.
-    path = store.root / "runs" / run_id / f"{step}.traceback.txt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(traceback.format_exception(error)))
     first = str(error).splitlines()[0] if str(error) else ""
+    path = store.root / "runs" / run_id / f"{step}.traceback.txt"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(traceback.format_exception(error)))
+    except OSError as e:
+        return f"{step}: {type(error).__name__}: {first[:300]} (no traceback file: {e})", None
     return f"{step}: {type(error).__name__}: {first[:300]} (traceback: {path})", path
 
 

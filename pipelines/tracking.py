@@ -5,9 +5,12 @@ One experiment per pipeline, one parent run per pipeline run, one nested run per
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import socket
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,12 +19,43 @@ from typing import Any
 from convflow.pipelines.dashboard import METRIC_NAMES_TAG, sanitize_metrics
 
 EMBEDDED_DIR = Path("convflow_runs")
-# Bounded retries against a server: a dead server costs seconds, not the default minutes.
-HTTP_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
-}
+# Two budgets against a server. Before any step: one short request, so a server that is down
+# or accepts connections but never answers fails the run in seconds. Once the run is under
+# way: retries with exponential backoff long enough to ride out a restart (14-22 s here).
+PREFLIGHT_ENV, RETRY_ENV = "CONVFLOW_TRACKING_PREFLIGHT_S", "CONVFLOW_TRACKING_RETRY_S"
+PREFLIGHT_S, RETRY_S = 10, 90
+REQUEST_TIMEOUT_S = 30
+
+
+def retry_schedule(budget_s: float) -> tuple[int, float]:
+    """(retries, seconds of backoff they wait) covering ``budget_s`` with MLflow's client.
+
+    urllib3 (which MLflow's client uses) sleeps 0, 2, 4, 8, ... s before retries 1, 2, 3, ...
+    at backoff factor 1; MLflow allows at most 10 retries.
+    """
+    waited, retries = 0.0, 0
+    while waited < budget_s and retries < 10:
+        retries += 1
+        waited += 0 if retries == 1 else 2 ** (retries - 1)
+    return retries, waited
+
+
+def _budget(name: str, default: float) -> float:
+    raw = os.environ.get(name, "")
+    try:
+        return float(raw) if raw else default
+    except ValueError:
+        raise TrackingUnavailable(f"{name}={raw!r} is not a number of seconds") from None
+
+
+def run_http_settings() -> dict[str, str]:
+    """MLflow client settings for a run under way (a user's own MLFLOW_HTTP_* win)."""
+    retries, _ = retry_schedule(_budget(RETRY_ENV, RETRY_S))
+    return {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(retries),
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT_S),
+    }
 
 
 class TrackingUnavailable(Exception):
@@ -50,13 +84,21 @@ def connect(uri: str | None) -> tuple[str, str | None]:
     uri, artifact_location = resolve_uri(uri)
     # The summary table already names the run; MLflow's per-run "View run at" lines are noise.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    if uri.startswith(("http://", "https://")):
-        for k, v in HTTP_DEFAULTS.items():
-            os.environ.setdefault(k, v)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    remote = uri.startswith(("http://", "https://"))
     try:
-        MlflowClient(uri).search_experiments(max_results=1)
+        if remote:
+            _preflight(uri, _budget(PREFLIGHT_ENV, PREFLIGHT_S))
+            for k, v in run_http_settings().items():
+                os.environ.setdefault(k, v)
+        with _schema_lock(uri):
+            client = MlflowClient(uri, registry_uri=uri)
+            client.search_experiments(max_results=1)
+            if uri.startswith("sqlite:"):
+                client.search_registered_models(max_results=1)
+    except TrackingUnavailable:
+        raise
     except Exception as e:
         reason = str(e).splitlines()[0][:200]
         raise TrackingUnavailable(
@@ -64,6 +106,46 @@ def connect(uri: str | None) -> tuple[str, str | None]:
             "(see mlflow/README.md) or drop --tracking-uri to use the embedded store"
         ) from None
     return uri, artifact_location
+
+
+def _preflight(uri: str, timeout_s: float) -> None:
+    """One request to the server's /health, no retries: any HTTP answer will do.
+
+    A server that is down, or that accepts connections and never answers, fails here within
+    ``timeout_s``; the run's own calls then get the long budget (:func:`run_http_settings`).
+    """
+    import requests
+
+    try:
+        requests.get(f"{uri.rstrip('/')}/health", timeout=timeout_s)
+    except requests.RequestException as e:
+        kind = "no answer" if isinstance(e, requests.Timeout) else type(e).__name__
+        raise TrackingUnavailable(
+            f"MLflow tracking store {uri} is unreachable ({kind} within {timeout_s:g} s); "
+            "start the server (see mlflow/README.md) or drop --tracking-uri to use the "
+            "embedded store"
+        ) from None
+
+
+@contextlib.contextmanager
+def _schema_lock(uri: str):
+    """Holds ``<db>.lock`` while a sqlite store is opened first in this process.
+
+    Opening a new sqlite file makes MLflow create and migrate its schema; two processes doing
+    it at once (two pipelines sharing one fresh database) fail with "duplicate column". The
+    lock makes one create and migrate while the other waits and then finds it done.
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri.removeprefix("sqlite:///")).absolute()
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{db}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def experiment_id(name: str, artifact_location: str | None) -> str:
@@ -132,6 +214,9 @@ class MlflowTracker:
         self.client = MlflowClient(tracking_uri)
         self._last_step: dict[str, int] = {}
         self._renamed: dict[str, str] = {}
+        self._pending: list = []  # mlflow.entities.Metric values not yet accepted
+        self._warned = False
+        self._names_unsent = False
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
@@ -141,20 +226,42 @@ class MlflowTracker:
             self.client.log_batch(self.run_id, params=items[i : i + 100])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Sends metrics; when the server is away past the retry budget they are kept and
+        sent with the next call or by :meth:`flush` (training goes on meanwhile)."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         metrics, renamed = sanitize_metrics(metrics)
         if renamed.keys() - self._renamed.keys():
             self._renamed.update(renamed)  # the original names, e.g. "f1_T-shirt/top"
-            self.set_tags({METRIC_NAMES_TAG: json.dumps(self._renamed)[:5000]})
-        items = []
+            self._names_unsent = True
         for k, v in metrics.items():
             # A final value (no step) lands on the curve's last point, not back at step 0.
             at = self._last_step.get(k, 0) if step is None else step
             self._last_step[k] = max(at, self._last_step.get(k, 0))
-            items.append(Metric(k, float(v), now, at))
-        self.client.log_batch(self.run_id, metrics=items)
+            self._pending.append(Metric(k, float(v), now, at))
+        try:
+            self.flush()
+        except Exception as e:  # any transport error: keep them for later
+            if not self._warned:
+                print(
+                    f"warning: MLflow is not answering ({str(e).splitlines()[0][:120]}); "
+                    f"keeping {len(self._pending)} metric values to send later",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                self._warned = True
+
+    def flush(self) -> None:
+        """Sends the metrics kept back; raises when the server still does not answer."""
+        if self._names_unsent:
+            self.set_tags({METRIC_NAMES_TAG: json.dumps(self._renamed)[:5000]})
+            self._names_unsent = False
+        while self._pending:
+            batch = self._pending[:1000]
+            self.client.log_batch(self.run_id, metrics=batch)
+            del self._pending[: len(batch)]
+        self._warned = False
 
     def log_artifact(self, path, artifact_path: str | None = None) -> None:
         if Path(path).is_dir():

@@ -41,6 +41,7 @@ def decide(
     champion: ChampionResult | None,
     tolerance: float,
     metric: str = "accuracy",
+    compared: bool = True,
 ) -> Blessing:
     """Blesses when every threshold passes and the challenger does not lose to the champion.
 
@@ -52,6 +53,7 @@ def decide(
         champion: the champion's result on the same split, None when there is none.
         tolerance: the challenger may trail the champion's ``metric`` by at most this much.
         metric: the task's blessing metric (higher is better).
+        compared: False when comparing with the champion was turned off; the reasons say so.
     """
     ok, reasons = True, []
     acc, loss = metrics[metric], metrics["loss"]
@@ -67,7 +69,11 @@ def decide(
             ok = False
             reasons.append(f"loss {loss:.4f} > max_loss {max_loss:.4f}")
     if champion is None:
-        reasons.append("no champion yet: thresholds only")
+        reasons.append(
+            "no champion yet: thresholds only"
+            if compared
+            else "thresholds only: evaluate.compare_with_champion=false"
+        )
         return Blessing(ok, reasons, None)
     mine = metrics[f"serving_{metric}"]
     floor = champion.accuracy - tolerance

@@ -36,9 +36,11 @@ def evaluate_champion(task: Task, model_name: str, images, targets, class_names,
     try:
         model, classes = load_served(uri)
     except Exception as e:
+        first = (str(e).strip().splitlines() or [""])[0][:400]
         raise ComponentError(
-            f"cannot load the champion {uri} ({type(e).__name__}: {str(e)[:200]}); fix the "
-            "registry or set evaluate.compare_with_champion=false"
+            f"cannot load the champion {uri} ({type(e).__name__}: {first}); move @champion "
+            f"off it with `convflow rollback {model_name} --to VERSION`, or set "
+            "evaluate.compare_with_champion=false to promote on thresholds alone"
         ) from e
     if list(classes) != list(class_names):
         raise ComponentError(
@@ -103,6 +105,7 @@ def run(ctx: Context) -> None:
         champion=champion,
         tolerance=p.champion_tolerance,
         metric=task.blessing_metric,
+        compared=p.compare_with_champion,
     )
     results["blessed"] = float(blessing.blessed)
 
@@ -111,7 +114,10 @@ def run(ctx: Context) -> None:
     (out / PER_CLASS_FILE).write_text(json.dumps(result.per_class, indent=1))
     files = [out / METRICS_FILE, out / PER_CLASS_FILE, *result.files]
     bless_dir = ctx.outputs["blessing"].path
-    (bless_dir / BLESSING_FILE).write_text(json.dumps(blessing.to_dict(), indent=1))
+    # register re-checks the decision under the promotion lease; it needs to know whether
+    # the champion was part of it.
+    decision = {**blessing.to_dict(), "compare_with_champion": p.compare_with_champion}
+    (bless_dir / BLESSING_FILE).write_text(json.dumps(decision, indent=1))
     for f in [*files, bless_dir / BLESSING_FILE]:
         ctx.tracker.log_artifact(f)
     ctx.log_metrics({**results, **_mlflow_safe(_per_class_flat(result.per_class))})

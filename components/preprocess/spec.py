@@ -82,6 +82,44 @@ class Params:
     )
     num_samples: int = param(8, help="images per column of samples.png", min=1, max=64)
 
+    def __post_init__(self):
+        if self.beam_args:
+            unknown_beam_flags(self.beam_args)
+
+
+def unknown_beam_flags(args: list[str]) -> None:
+    """Raises ValueError naming the first flag that no Beam PipelineOptions class declares.
+
+    The same parse as Beam's ``PipelineOptions.get_all_options``, which would only log
+    "Discarding unparseable args" at run time.
+    """
+    import contextlib
+    import logging
+
+    # Imported only when there are flags to check, so validate stays light by default.
+    # Beam logs an "apitools not found" warning on import that says nothing about the config.
+    logging.disable(logging.WARNING)
+    try:
+        from apache_beam.options import pipeline_options as po
+
+        # Runners that declare their options in their own module (DaskRunner's
+        # --dask_client_address …) register them on import, when installed.
+        with contextlib.suppress(ImportError):
+            import apache_beam.runners.dask.dask_runner  # noqa: F401
+    finally:
+        logging.disable(logging.NOTSET)
+
+    parser = po._BeamArgumentParser(allow_abbrev=False)
+    for cls in {str(c): c for c in po.PipelineOptions.__subclasses__()}.values():
+        cls._add_argparse_args(parser)
+    _, unknown = parser.parse_known_args(args)
+    flags = [a for a in unknown if a.startswith("-")]
+    if flags:
+        raise ValueError(
+            f"beam_args: {flags[0]!r} is not a Beam pipeline option (a typo, or a flag of a "
+            "runner that is not installed)"
+        )
+
 
 def check(params: Params, task=None) -> None:
     """Cross-field checks the per-field limits cannot express: the transform table's rules,

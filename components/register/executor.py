@@ -1,8 +1,8 @@
 """The register step's work: log the served model, register a version, move the aliases.
 
 Every new version gets ``@challenger``. ``@champion`` moves only when the blessing says so
-*and* the champion is still the version the blessing was decided against: if another run
-promoted a model in between, this one was never compared with it, so it does not take over.
+*and* the champion is still the version the blessing was decided against, re-checked under
+the promotion lease (components/promotion.py); every move is recorded in the tracking store.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import json
 import mlflow
 from convflow.components.base import ComponentError, Context
 from convflow.components.examples import ExamplesInfo
+from convflow.components.promotion import alias_version, move_alias, promote
 from convflow.components.register.spec import BLESSING_FILE, REGISTRATION_FILE
 from convflow.components.serving import CHALLENGER, CHAMPION
 from convflow.components.serving.mlflow_io import (
-    current_champion,
     lineage_tags,
     log_serving_model,
     tracking,
@@ -41,22 +41,6 @@ def read_blessing(ctx: Context) -> dict:
     if not path.exists():
         raise ComponentError(f"{path} is missing: wire register to the evaluate step's blessing")
     return json.loads(path.read_text())
-
-
-def promote(client, name: str, version: str, blessing: dict) -> tuple[bool, str]:
-    """Moves @champion to ``version`` when blessed and the champion did not change meanwhile."""
-    if not blessing["blessed"]:
-        return False, "not blessed: champion unchanged"
-    compared = (blessing.get("champion") or {}).get("version")
-    current = current_champion(name)
-    now = str(current.version) if current is not None else None
-    if now != compared:
-        return False, (
-            f"champion moved from {compared or 'none'} to {now} after evaluation; this version "
-            "was not compared with it, so it stays challenger (re-run evaluate to compare)"
-        )
-    client.set_registered_model_alias(name, CHAMPION, version)
-    return True, f"blessed: champion -> version {version}"
 
 
 def run(ctx: Context) -> None:
@@ -87,8 +71,20 @@ def run(ctx: Context) -> None:
         client = MlflowClient()
         if ctx.params.description:
             client.update_model_version(name, mv.version, description=ctx.params.description)
-        client.set_registered_model_alias(name, CHALLENGER, mv.version)
-        promoted, reason = promote(client, name, str(mv.version), blessing)
+        run_id, trigger = ctx.pipeline.get("run_id", ""), ctx.pipeline.get("trigger", "")
+        move_alias(
+            client,
+            name,
+            CHALLENGER,
+            str(mv.version),
+            from_version=alias_version(client, name, CHALLENGER),
+            reason="new version",
+            run_id=run_id,
+            trigger=trigger,
+        )
+        promoted, reason = promote(
+            client, name, str(mv.version), blessing, run_id=run_id, trigger=trigger
+        )
         client.set_model_version_tag(name, mv.version, "convflow.promotion", reason)
         aliases = [CHALLENGER, *([CHAMPION] if promoted else [])]
         registry_uri = mlflow.get_registry_uri()

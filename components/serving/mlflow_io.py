@@ -105,13 +105,20 @@ def tracking(uri: str | None):
                 os.environ[k] = v
 
 
-def load_served(model_uri: str) -> tuple[Any, list[str]]:
+def load_served(model_uri: str, trust: bool = False) -> tuple[Any, list[str]]:
     """(pyfunc model, class names) for a served model URI such as ``models:/name@champion``.
 
+    The MLmodel is checked first (components/safe_load.py): a model convflow did not log is
+    refused unless ``trust`` or CONVFLOW_TRUST_FOREIGN_MODELS=1.
+
     Raises:
+        UnsafeModel: a foreign model (could run code) or one without a signature.
         ValueError: the model has no class names in its metadata (not logged by convflow).
         mlflow.exceptions.MlflowException: the URI does not resolve.
     """
+    from convflow.components.safe_load import TRUST_ENV, check_model
+
+    check_model(model_uri, trust or os.environ.get(TRUST_ENV) == "1")
     model = mlflow.pyfunc.load_model(model_uri)
     meta = model.metadata.metadata or {}
     classes = meta.get(CLASS_NAMES)

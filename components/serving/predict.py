@@ -10,6 +10,7 @@ from typing import TextIO
 
 import numpy as np
 from convflow.components.images import WHITE, ImageRejected, decode_file, to_channels
+from convflow.components.safe_load import UnsafeModel
 from convflow.components.serving.mlflow_io import load_served, served_task
 
 
@@ -62,20 +63,25 @@ def predict(
     paths: Iterable[str | os.PathLike],
     out: TextIO | None = None,
     err: TextIO | None = None,
+    trust: bool = False,
 ) -> int:
     """Runs the served model on each file; prints ``path<TAB>answer`` per file.
 
     The answer is the task's (classification: ``class<TAB>probability``).
 
     A file that cannot be read or classified gets one line on ``err`` naming it, and the
-    others are still classified. A model that cannot be loaded is reported with its URI.
+    others are still classified. A model that cannot be loaded, was not logged by convflow
+    (unless ``trust``) or has no signature is reported with its URI.
 
     Returns:
         0 when every file was classified, 1 when some failed, 2 when the model did not load.
     """
     out, err = out or sys.stdout, err or sys.stderr
     try:
-        model, classes = load_served(model_uri)
+        model, classes = load_served(model_uri, trust)
+    except UnsafeModel as e:
+        print(f"error: {e}", file=err)
+        return 2
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"error: cannot load model {model_uri}: {first}", file=err)

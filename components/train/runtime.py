@@ -71,11 +71,20 @@ def make_strategy(name: str):
     )
 
 
+SEED_ZERO_TF_SEED = 0x5EED  # below 2**31 - 1, which TF truncates back to 0
+
+
 def seed_everything(seed: int, deterministic: bool) -> None:
     """Seeds Python, NumPy and TF; optionally makes TF ops deterministic (process-wide)."""
     import keras
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
+    if seed == 0:
+        # TF's random_seed.get_seed compares (graph seed, op seed) with (0, 0) in Python; with
+        # a graph seed of 0, the per-epoch shuffle's symbolic op seed (data.train_dataset)
+        # becomes a tensor used as a bool and training crashed. Any fixed nonzero TF seed
+        # keeps seed 0 reproducible.
+        tf.random.set_seed(SEED_ZERO_TF_SEED)
     if deterministic:
         tf.config.experimental.enable_op_determinism()

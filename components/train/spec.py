@@ -13,6 +13,9 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
+# models/initializers.py's names (that module imports keras; validate must not). A test
+# checks that the two lists agree.
+FIRST_LAYER_INITS = ("bilinear", "conv_identity", "edge", "gabor", "kmeans", "sobel")
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
 
 
@@ -111,6 +114,14 @@ class TrainParams:
         None, help="initializer spec for the first convolution (models.initializers.get)"
     )
     freeze_first_layer: bool = param(False, help="keep the first convolution's kernel fixed")
+
+    def __post_init__(self):
+        spec = self.first_layer_init
+        if spec is not None and spec.get("name") not in FIRST_LAYER_INITS:
+            raise ValueError(
+                f"first_layer_init.name={spec.get('name')!r} is unknown; expected one of "
+                f"{', '.join(FIRST_LAYER_INITS)}"
+            )
 
 
 def model_kwargs_for(model: str, model_kwargs: dict, names) -> dict:
