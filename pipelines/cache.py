@@ -46,34 +46,39 @@ def package_versions() -> dict[str, str]:
 
 
 @cache
-def _search_path(top: str) -> tuple[Path, ...]:
-    """Where the top-level package ``top`` lives (its __path__), found without importing it."""
+def _spec_of(name: str) -> tuple[tuple[Path, ...], Path | None]:
+    """(package folders, source file) of a top-level or second-level module, or empty.
+
+    ``find_spec("convflow.models")`` imports only ``convflow`` (a namespace package, no
+    code) and resolves through whatever installed it (a path, an editable install's finder).
+    """
     try:
-        spec = importlib.util.find_spec(top)
+        spec = importlib.util.find_spec(name)
     except (ImportError, ValueError):
-        return ()
+        return (), None
     if spec is None:
-        return ()
-    if spec.submodule_search_locations is None:  # a top-level module, not a package
-        return (Path(spec.origin).parent,) if spec.origin else ()
-    return tuple(Path(p) for p in spec.submodule_search_locations)
+        return (), None
+    folders = tuple(Path(p) for p in spec.submodule_search_locations or ())
+    origin = Path(spec.origin) if spec.origin and spec.origin.endswith(".py") else None
+    return folders, origin
 
 
 def _module_file(name: str, roots: tuple[str, ...]) -> Path | None:
-    """The source file of project module ``name``, found on disk.
+    """The source file of project module ``name``, found without importing it.
 
-    Walking the package folders (rather than ``importlib.util.find_spec``, which imports
-    every parent package) keeps key computation free of imports: a fully cached run must not
-    load Keras because some step's closure names ``convflow.models.zoo.build``.
+    The first two levels resolve through ``importlib`` (:func:`_spec_of`); deeper modules
+    are found by walking the package folders, since ``importlib.util.find_spec`` would
+    import every parent package: a fully cached run must not load Keras because some step's
+    closure names ``convflow.models.zoo.build``.
     """
     parts = name.split(".")
     if parts[0] not in roots:
         return None
-    dirs = list(_search_path(parts[0]))
-    if len(parts) == 1:
-        found = [d / "__init__.py" for d in dirs if (d / "__init__.py").is_file()]
-        return found[0] if found else None
-    for part in parts[1:-1]:
+    folders, origin = _spec_of(".".join(parts[:2]))
+    if len(parts) <= 2:
+        return origin
+    dirs = list(folders)
+    for part in parts[2:-1]:
         dirs = [d / part for d in dirs if (d / part).is_dir()]
     last = parts[-1]
     for d in dirs:
@@ -96,23 +101,32 @@ def _named(node: ast.AST, package: str) -> set[str]:
     return {base, *(f"{base}.{alias.name}" for alias in node.names)}
 
 
+# Statement lists an import statement can sit in (expressions hold none, so they are skipped).
+_BLOCKS = ("body", "orelse", "finalbody", "handlers", "cases")
+
+
 def _imports(path: Path, module: str, roots: tuple[str, ...]) -> tuple[set[str], set[str]]:
     """Project modules ``path`` imports: (at import time, only inside functions)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
-    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    stat = path.stat()
+    return _parsed_imports(str(path), stat.st_mtime_ns, stat.st_size, module, roots)
+
+
+@cache
+def _parsed_imports(path: str, mtime_ns: int, size: int, module: str, roots: tuple[str, ...]):
+    # Keyed by modification time and size, so one process re-reads a file that changed.
+    tree = ast.parse(Path(path).read_text(), filename=path)
+    package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
     eager: set[str] = set()
     lazy: set[str] = set()
-
-    def visit(node: ast.AST, in_function: bool) -> None:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.Import | ast.ImportFrom):
-                (lazy if in_function else eager).update(_named(child, package))
-            inner = in_function or isinstance(
-                child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda
-            )
-            visit(child, inner)
-
-    visit(tree, False)
+    todo: list[tuple[ast.AST, bool]] = [(tree, False)]
+    while todo:
+        node, in_function = todo.pop()
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            (lazy if in_function else eager).update(_named(node, package))
+            continue
+        inner = in_function or isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        for block in _BLOCKS:
+            todo.extend((child, inner) for child in getattr(node, block, ()) or ())
     keep = lambda names: {n for n in names if n.split(".")[0] in roots}  # noqa: E731
     return keep(eager), keep(lazy) - keep(eager)
 
@@ -139,15 +153,19 @@ def source_closure(module: str) -> tuple[tuple[str, str], ...]:
     roots = (*PROJECT_PACKAGES, module.split(".")[0])
     seen: dict[str, str] = {}
     full: set[str] = set()
+    files: dict[str, Path | None] = {}  # names repeat a lot: `from a.b import c` names a.b.c
     todo = [(module, True)]
     while todo:
         name, follow_lazy = todo.pop()
         if name in full or (name in seen and not follow_lazy):
             continue
-        path = _module_file(name, roots)
+        if name not in files:
+            files[name] = _module_file(name, roots)
+        path = files[name]
         if path is None:
             continue
-        seen[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+        if name not in seen:
+            seen[name] = hashlib.sha256(path.read_bytes()).hexdigest()
         if follow_lazy:
             full.add(name)
         eager, lazy = _imports(path, name, roots)

@@ -22,10 +22,6 @@ from convflow.pipelines.store import ArtifactStore
 RAN, CACHED, FAILED, NOT_RUN = "ran", "cached", "failed", "not run"
 
 
-class StepFailed(Exception):
-    """A step failed; ``str()`` is the one-line reason."""
-
-
 @dataclass
 class StepResult:
     name: str

@@ -97,16 +97,27 @@ def test_the_catalog_matches_the_live_registry():
 
 
 @pytest.mark.slow
-def test_every_first_conv_and_classifier_name_is_a_layer_of_its_model():
-    from convflow.models import zoo
-
-    for name in zoo.list_models():
-        spec = zoo.get_spec(name)
-        model = zoo.build(name, input_shape=spec.test_input_shape, **spec.test_kwargs)
-        names = {layer.name for layer in model.layers}
-        assert spec.classifier in names, name
-        if spec.first_conv is not None:
-            assert len(model.get_layer(spec.first_conv).kernel.shape) == 4, name
+def test_a_fully_cached_run_never_imports_tensorflow_keras_or_beam(tmp_path):
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(
+        f"pipeline: {{name: noop, artifact_root: {tmp_path / 'store'}}}\n"
+        "ingest: {max_examples: 200}\n"
+        "train: {epochs: 1, batch_size: 64}\n"
+    )
+    script = (
+        "import sys\n"
+        "from convflow.pipelines.cli import main\n"
+        f"code = main(['run', {str(cfg)!r}, '--quiet', "
+        f"'--tracking-uri', 'sqlite:///{tmp_path / 'mlflow.db'}'])\n"
+        f"print('heavy', code, sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+        for _ in range(2)
+    ]
+    assert runs[0].stdout.count("| ran ") == 6, runs[0].stdout + runs[0].stderr[-3000:]
+    assert runs[1].stdout.count("| cached ") == 6, runs[1].stdout + runs[1].stderr[-3000:]
+    assert "heavy 0 []" in runs[1].stdout
 
 
 def test_raw_examples_cannot_feed_train():

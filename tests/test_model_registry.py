@@ -66,6 +66,10 @@ def test_model_builds_runs_and_round_trips(name, tmp_path):
     _check_shapes(spec, outputs)
     if spec.kind == "classification":  # mixed precision must never softmax in float16
         assert model.get_layer("predictions").dtype_policy.compute_dtype == "float32"
+    # ModelSpec names its first convolution and classifier (kernel plot, initializers).
+    assert spec.classifier in {layer.name for layer in model.layers}
+    if spec.first_conv is not None:
+        assert len(model.get_layer(spec.first_conv).kernel.shape) == 4
 
     # type(model): functional models rebuild via keras.Model, keras-cv tasks via their class.
     clone = type(model).from_config(model.get_config())

@@ -7,6 +7,7 @@ the served model rebuilds its preprocessing from) and ``Statistics``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -247,6 +248,20 @@ def _value_range(statistics: dict) -> tuple[float, float] | None:
     return float(min(after["min"])), float(max(after["max"]))
 
 
+def _transform_info(spec: JobSpec, info: ExamplesInfo, items, statistics, n_bad: int):
+    standard = next((v for kind, _, v in items if kind == "standardize"), {})
+    return TransformInfo(
+        steps=spec.steps,
+        input_dtype=info.dtype,
+        channels=spec.channels,
+        settings={k: v for k, v in spec.transform.items() if k in spec.steps},
+        rejected=n_bad,
+        value_range=_value_range(statistics),
+        channel_mean=_tuple(standard.get("channel_mean")),
+        channel_std=_tuple(standard.get("channel_std")),
+    )
+
+
 def run(ctx: Context) -> None:
     """Runs the Beam job; writes TransformedExamples and a Statistics artifact.
 
@@ -279,28 +294,16 @@ def run(ctx: Context) -> None:
     )
     statistics = _statistics(items, splits)
     _write_statistics(ctx, spec, statistics, counters)
-    settings = {k: v for k, v in spec.transform.items() if k in params.steps}
-    standard = next((v for kind, _, v in items if kind == "standardize"), {})
-    ExamplesInfo(
+    dataclasses.replace(
+        info,
         splits={s: out_splits.get(s, {"count": 0, "files": []}) for s in splits},
         dtype="float32",
         image_shape=tuple(out_shape),
         channels=channels,
-        class_names=info.class_names,
-        task=info.task,
         class_histogram={s: statistics[s]["label_histogram"] for s in splits},
         rejected=n_bad,
-        source=info.source,
-        transform=TransformInfo(
-            steps=tuple(params.steps),
-            input_dtype=info.dtype,
-            channels=channels,
-            settings=settings,
-            rejected=n_bad,
-            value_range=_value_range(statistics),
-            channel_mean=_tuple(standard.get("channel_mean")),
-            channel_std=_tuple(standard.get("channel_std")),
-        ),
+        transform=_transform_info(spec, info, items, statistics, n_bad),
+        notes={},
     ).write(ctx.outputs["examples"])
     ctx.log_metrics(
         {

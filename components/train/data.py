@@ -117,16 +117,15 @@ def _value_range(artifact: Artifact) -> tuple[float, float]:
     return float(images.min()), float(images.max())
 
 
-def build_augmentation(cfg: AugmentParams, seed: int, artifact: Artifact):
-    """A batch-level ``(images, labels) -> (images, labels)`` function, or None when off.
+# Augmentation layers are float32 whatever the global dtype policy: augmentation is input
+# work, and half-precision images would only lose pixel detail before the model casts them.
+_FLOAT32 = {"dtype": "float32"}
 
-    Layers are float32 whatever the global dtype policy: augmentation is input work, and
-    half-precision images would only lose pixel detail before the model casts them anyway.
-    """
-    if not cfg.enabled:
-        return None
+
+def _image_layers(cfg: AugmentParams, seed: int, artifact: Artifact) -> list:
+    """The per-image augmentation layers, in order (flip, crop, shift, RandAugment, erasing)."""
     height, width, _ = artifact.properties["image_shape"]
-    kw = {"dtype": "float32"}
+    kw = _FLOAT32
     image_layers = []
     if cfg.flip != "none":
         image_layers.append(keras.layers.RandomFlip(cfg.flip, seed=seed, **kw))
@@ -157,11 +156,24 @@ def build_augmentation(cfg: AugmentParams, seed: int, artifact: Artifact):
                 factor=(p, p), fill_value=0.0, value_range=value_range, seed=seed + 4, **kw
             )
         )
+    return image_layers
+
+
+def build_augmentation(cfg: AugmentParams, seed: int, artifact: Artifact):
+    """A batch-level ``(images, labels) -> (images, labels)`` function, or None when off.
+
+    Images (batch, H, W, C) float32 keep their shape; MixUp and CutMix also mix the one-hot
+    labels (batch, classes).
+    """
+    if not cfg.enabled:
+        return None
+    height, width, _ = artifact.properties["image_shape"]
+    image_layers = _image_layers(cfg, seed, artifact)
     mixers = []
     if cfg.mixup_alpha:
-        mixers.append(keras.layers.MixUp(alpha=cfg.mixup_alpha, seed=seed + 5, **kw))
+        mixers.append(keras.layers.MixUp(alpha=cfg.mixup_alpha, seed=seed + 5, **_FLOAT32))
     if cfg.cutmix_alpha:
-        mixers.append(keras.layers.CutMix(factor=cfg.cutmix_alpha, seed=seed + 6, **kw))
+        mixers.append(keras.layers.CutMix(factor=cfg.cutmix_alpha, seed=seed + 6, **_FLOAT32))
 
     def mix(images, labels):
         # With both enabled each batch gets one of them (as in timm), picked by a coin flip.
