@@ -159,16 +159,16 @@ def cache_tags(results: Iterable, records: Mapping[str, dict]) -> dict[str, str]
     return tags
 
 
-def headline(artifacts: Mapping[str, Any]) -> dict[str, Any]:
-    """The figures of one row: metric name and value, blessed, version, aliases, model id."""
+def headline(artifacts: Mapping[str, Any], metric: str = DEFAULT_HEADLINE) -> dict[str, Any]:
+    """The figures of one row: the task's blessing ``metric`` and its value, the evaluation
+    summary, blessed, registered version and aliases."""
     evaluation = _first(artifacts, "Evaluation")
     blessing = _first(artifacts, "Blessing")
     registration = _first(artifacts, "Registration")
-    out: dict[str, Any] = {"metric": DEFAULT_HEADLINE}
+    out: dict[str, Any] = {"metric": metric}
     if evaluation is not None:
         metrics = evaluation.properties.get("metrics") or {}
-        out["metric"] = evaluation.properties.get("blessing_metric", DEFAULT_HEADLINE)
-        out["value"] = metrics.get(out["metric"])
+        out["value"] = metrics.get(metric)
         out["metrics"] = {k: float(v) for k, v in metrics.items() if _is_number(v)}
     if blessing is not None:
         out["blessed"] = bool(blessing.properties.get("blessed"))
@@ -233,12 +233,17 @@ def dataset_name(sections: Mapping[str, Any]) -> str:
     return "examples"
 
 
-def summarize(client, run_id: str, store, results, sections: Mapping[str, Any]) -> dict:
-    """Writes the parent run's row (see module docstring); returns :func:`headline`."""
+def summarize(
+    client, run_id: str, store, results, sections: Mapping[str, Any], metric: str
+) -> dict:
+    """Writes the parent run's row (see module docstring); returns :func:`headline`.
+
+    ``metric`` is the task's blessing metric (``Task.blessing_metric``), the row's headline.
+    """
     from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 
     artifacts, records = step_outputs(store, results)
-    head = headline(artifacts)
+    head = headline(artifacts, metric)
     share_view(client, client.get_run(run_id).info.experiment_id, head["metric"])
     tags = cache_tags(results, records)
     if "blessed" in head:

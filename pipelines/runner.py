@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from convflow.components import tasks
 from convflow.components.base import ComponentError, Context, OutputArtifact
 from convflow.pipelines import dashboard, tracking, triggers
 from convflow.pipelines.cache import package_versions, source_closure, step_key
@@ -106,8 +107,9 @@ def run(pipeline: Pipeline, cfg: Config, opts: RunOptions, out: TextIO | None = 
             started = f"▶ MLflow run {parent.info.run_id} ({opts.trigger})"
             print(started, file=sys.stderr, flush=True)
             results = _run_steps(pipeline, opts, store, selected, forced, facts, versions)
+            headline = tasks.get(pipeline.task).blessing_metric  # accuracy, mIoU, mAP@0.5
             head = dashboard.summarize(
-                MlflowClient(), parent.info.run_id, store, results, cfg.sections
+                MlflowClient(), parent.info.run_id, store, results, cfg.sections, headline
             )
             failed = [r for r in results if r.status == FAILED]
             mlflow.set_tag("convflow.summary", triggers.summary(parent, results))
