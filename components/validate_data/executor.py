@@ -18,6 +18,7 @@ import matplotlib
 import numpy as np
 from convflow.components import examples
 from convflow.components.base import ComponentError, Context
+from convflow.components.examples import ExamplesInfo
 from convflow.components.validate_data import profile as prof
 
 STATISTICS_FILE = "statistics.json"  # in the preprocess step's Statistics artifact
@@ -28,10 +29,9 @@ FINGERPRINT_TAG = "convflow.dataset_fingerprint"
 
 def _sizes(raw, split: str) -> Counter:
     """Raw images per ``HxWxC`` (read from the records only when sizes differ)."""
-    props = raw.properties
-    count = props.get("splits", {}).get(split, {}).get("count", 0)
-    if props.get("image_shape"):
-        return Counter({"x".join(map(str, props["image_shape"])): count})
+    info = ExamplesInfo.from_properties(raw.properties)
+    if info.image_shape:
+        return Counter({"x".join(map(str, info.image_shape)): info.count(split)})
     from tensorflow.core.example import example_pb2  # only for folders of mixed sizes
 
     sizes = Counter()
@@ -51,19 +51,19 @@ def new_profile(ctx: Context) -> dict:
             f"validate_data.split={split!r}: the data has no such split ({sorted(statistics)})"
         )
     s = statistics[split]
-    accepted = sum(v.get("count", 0) for v in raw.properties.get("splits", {}).values())
-    ingest_rejected = int(raw.properties.get("rejected") or 0)
-    rejected = ingest_rejected + sum(v.get("rejected", 0) for v in statistics.values())
+    info = ExamplesInfo.from_properties(raw.properties)
+    accepted = sum(info.count(name) for name in info.splits)
+    rejected = info.rejected + sum(v.get("rejected", 0) for v in statistics.values())
     return prof.build(
         split=split,
         count=s["count"],
-        class_names=raw.properties.get("class_names") or [],
+        class_names=list(info.class_names),
         labels=s["label_histogram"],
         mean=s["before"].get("mean", []),
         std=s["before"].get("std", []),
         sizes=_sizes(raw, split),
         rejected=rejected,
-        total=accepted + ingest_rejected,
+        total=accepted + info.rejected,
     )
 
 
