@@ -64,7 +64,10 @@ def test_value_out_of_range(tmp_path):
 
 def test_value_not_a_choice(tmp_path):
     msg = error_of(write(tmp_path, "pipeline: {name: x}\ningest: {source: csv}\n"))
-    assert msg == "ingest.source: 'csv' is not allowed; expected one of 'idx', 'tfds', 'folder'"
+    assert msg == (
+        "ingest.source: 'csv' is not allowed; expected one of 'idx', 'tfds', 'folder', "
+        "'scenes', 'coco', 'voc_detection', 'yolo_txt'"
+    )
 
 
 def test_nested_section_checked(tmp_path):

@@ -16,7 +16,12 @@ import json
 
 from convflow.components.base import BLESSING_FILE, ComponentError, Context
 from convflow.components.evaluate.blessing import ChampionResult, decide
-from convflow.components.evaluate.spec import METRICS_FILE, PER_CLASS_FILE, EvaluateParams
+from convflow.components.evaluate.spec import (
+    METRICS_FILE,
+    PER_CLASS_FILE,
+    THRESHOLDS,
+    EvaluateParams,
+)
 from convflow.components.examples import ExamplesInfo, read_split
 from convflow.components.serving.mlflow_io import current_champion, load_served, tracking
 from convflow.components.serving.model import load_network, serving_model_for
@@ -57,7 +62,9 @@ def _eval_inputs(ctx: Context, p: EvaluateParams) -> EvalInputs:
     raw_images, raw_targets = read_split(raw, p.split, ctx.task)
     return EvalInputs(
         network=load_network(ctx.inputs["model"]),
-        serving=serving_model_for(ctx.inputs["model"], examples, ctx.task),
+        serving=serving_model_for(
+            ctx.inputs["model"], examples, ctx.task, serving_settings(ctx.task, p, info)
+        ),
         examples=examples,
         raw_images=raw_images,
         raw_targets=raw_targets,
@@ -67,6 +74,13 @@ def _eval_inputs(ctx: Context, p: EvaluateParams) -> EvalInputs:
         out_dir=ctx.outputs["evaluation"].path,
         settings=p,
     )
+
+
+def serving_settings(task: Task, p: EvaluateParams, info: ExamplesInfo) -> dict | None:
+    """The task's served post-processing settings (None for most tasks), with the class
+    count; the blessing carries them to register."""
+    settings = task.serving_settings(p)
+    return None if settings is None else {**settings, "num_classes": info.num_classes}
 
 
 def _champion(ctx: Context, p: EvaluateParams, inputs: EvalInputs) -> ChampionResult | None:
@@ -100,7 +114,7 @@ def run(ctx: Context) -> None:
         results[f"champion_{task.blessing_metric}"] = champion.accuracy
     blessing = decide(
         results,
-        min_accuracy=p.min_accuracy,
+        min_accuracy=getattr(p, THRESHOLDS.get(task.blessing_metric, "min_accuracy")),
         max_loss=p.max_loss,
         champion=champion,
         tolerance=p.champion_tolerance,
@@ -132,6 +146,7 @@ def run(ctx: Context) -> None:
         champion_version=champion.version if champion else None,
         champion_accuracy=champion.accuracy if champion else None,
         challenger_accuracy=results[f"serving_{task.blessing_metric}"],
+        serving_settings=serving_settings(task, p, ExamplesInfo.of(ctx.inputs["examples"])),
     )
     verdict = "BLESSED" if blessing.blessed else "NOT blessed"
     print(f"evaluate: {verdict}: " + "; ".join(blessing.reasons), flush=True)

@@ -21,6 +21,8 @@ from convflow.components.base import (
 from convflow.components.examples.io import SPLITS
 
 METRICS_FILE, PER_CLASS_FILE = "metrics.json", "per_class.json"
+# The threshold setting of each task's blessing metric.
+THRESHOLDS = {"accuracy": "min_accuracy", "map50": "min_map50"}
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,17 @@ class EvaluateParams:
     top_k: int = param(3, help="k of the top-k accuracy", min=1)
     batch_size: int = param(1024, help="evaluation batch size", min=1)
     min_accuracy: float = param(0.0, help="bless only at or above this accuracy", min=0.0, max=1.0)
+    min_map50: float = param(
+        0.0, help="detection: bless only at or above this mAP@0.5", min=0.0, max=1.0
+    )
+    score_threshold: float = param(
+        0.2, help="detection: the served model keeps boxes scoring at least this", min=0.0,
+        max=1.0,
+    )  # fmt: skip
+    iou_threshold: float = param(
+        0.5, help="detection: NMS drops same-class boxes overlapping more", min=0.0, max=1.0
+    )
+    max_detections: int = param(100, help="detection: boxes per image, served", min=1)
     max_loss: float | None = param(None, help="bless only at or below this loss", min=0.0)
     compare_with_champion: bool = param(True, help="also require not losing to @champion")
     champion_tolerance: float = param(

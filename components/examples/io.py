@@ -132,13 +132,18 @@ def read_split(artifact: Artifact, split: str, task: Any = None) -> tuple[Any, A
     list of (H, W, C) arrays; targets are columns (bare for a one-feature task: labels).
     """
     features = _features(task)
-    if not artifact.properties.get("image_shape"):
+    uniform = artifact.properties.get("image_shape")
+    # Variable-length targets (detection's boxes) do not batch in tf.data: read per record.
+    if not uniform or any(f.variable for f in features):
         images, targets = [], []
         for path in split_files(artifact, split):
             im, tg = read_shard(path, artifact.properties["dtype"], task)
             images += im
             targets.append(columns(tg, features))
         merged = {f.name: _concat([t[f.name] for t in targets]) for f in features}
+        if uniform:
+            dtype = artifact.properties["dtype"]
+            images = np.stack(images) if images else np.zeros((0, *uniform), dtype)
         return images, bare(merged, features)
     images, targets = [], []
     for image, target in dataset(artifact, split, task=task).batch(4096).as_numpy_iterator():

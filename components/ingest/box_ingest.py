@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from convflow.components.base import ComponentError
 from convflow.components.boxes import BoxTargets
+from convflow.components.images import choose_channels, to_channels
 from convflow.components.ingest import coco, voc, yolo_txt
 from convflow.components.ingest.box_records import SPLIT_ALIASES
 from convflow.components.ingest.scenes import SCENE_SPLITS, fashion_scenes
@@ -97,8 +98,11 @@ def read(p, progress):
         names, records, rejected = voc.read(root, names)
     else:
         names, records, rejected = yolo_txt.read(root, names)
+    counts = [r.image.shape[-1] for rs in records.values() for r in rs]
+    channels = choose_channels(counts, p.channels)
     splits = {
-        split: ([r.image for r in rs], [r.targets for r in rs]) for split, rs in records.items()
+        split: ([to_channels(r.image, channels) for r in rs], [r.targets for r in rs])
+        for split, rs in records.items()
     }
     return names, splits, rejected
 

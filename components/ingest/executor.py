@@ -12,8 +12,8 @@ import numpy as np
 from convflow.components import examples
 from convflow.components.base import ComponentError, Context
 from convflow.components.examples import ExamplesInfo
-from convflow.components.ingest import folder, idx, tfds_source
-from convflow.components.ingest.spec import REJECTED_FILE, Params
+from convflow.components.ingest import box_ingest, folder, idx, tfds_source
+from convflow.components.ingest.spec import BOX_SOURCES, REJECTED_FILE, Params
 from convflow.components.ingest.split import maybe_stack, stratified_sample, stratified_split, take
 
 
@@ -36,6 +36,25 @@ def _read_source(p: Params, ctx: Context):
         )
         return names, splits, [], {}
     return folder.read(p, ctx.progress)
+
+
+def _carries_boxes(task, p: Params) -> bool:
+    """Whether the task's records hold boxes (then the source must be a box source)."""
+    if not any(f.name == "boxes" for f in task.target_features):
+        return False
+    if p.source not in BOX_SOURCES:
+        raise ComponentError(
+            f"ingest.source={p.source!r} has no boxes; a {task.name} pipeline reads one of "
+            f"{', '.join(BOX_SOURCES)}"
+        )
+    return True
+
+
+def _box_targets(splits: dict, task) -> dict:
+    """Per-record BoxTargets -> the task's target columns."""
+    from convflow.components.tasks.detection import columns_of
+
+    return {s: (images, columns_of(targets)) for s, (images, targets) in splits.items()}
 
 
 def _carve(splits: dict, p: Params) -> dict:
@@ -96,10 +115,15 @@ def run(ctx: Context) -> None:
     p: Params = ctx.params
     task = ctx.task
     out = ctx.outputs["examples"]
-    names, splits, rejected, extra = _read_source(p, ctx)
+    boxes = _carries_boxes(task, p)
+    if boxes:
+        names, splits, rejected = box_ingest.read(p, ctx.progress)
+        extra = {}
+    else:
+        names, splits, rejected, extra = _read_source(p, ctx)
     accepted = sum(len(labels) for _, labels in splits.values())
     _check_rejections(rejected, accepted, p, ctx)
-    splits = _carve(splits, p)
+    splits = _box_targets(box_ingest.carve(splits, p), task) if boxes else _carve(splits, p)
     entries, histogram = {}, {}
     for split, (images, labels) in ctx.progress(
         splits.items(), total=len(splits), desc="write shards"

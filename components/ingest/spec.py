@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from convflow.components.base import RAW_EXAMPLES, declare, param
 from convflow.components.images import parse_colour
+from convflow.components.ingest.scenes import SceneParams
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = [
@@ -24,7 +25,9 @@ FASHION_MNIST_CLASSES = [
     "Bag",
     "Ankle boot",
 ]
-SOURCES = ("idx", "tfds", "folder")
+# Sources of records with boxes (detection), see components/ingest/box_ingest.py.
+BOX_SOURCES = ("scenes", "coco", "voc_detection", "yolo_txt")
+SOURCES = ("idx", "tfds", "folder", *BOX_SOURCES)
 SPLIT_NAMES = {
     "train": "train",
     "val": "validation",
@@ -58,7 +61,11 @@ class Params:
         tfds_name: TFDS dataset name, for source "tfds".
         tfds_data_dir: TFDS data_dir holding prepared data (None: TFDS's default).
         tfds_download: download and prepare when the data is not there (needs internet).
-        folder: the image folder, for source "folder".
+        folder: the image folder, for source "folder"; the COCO, Pascal VOC or YOLO-txt
+            root for "coco", "voc_detection", "yolo_txt" (components/ingest/box_ingest.py).
+        class_names: class names (index = class id) for the box sources; None takes the
+            source's own (COCO categories, classes.txt; VOC: its 20 classes).
+        scenes: the Fashion-MNIST scenes, for source "scenes" (detection's default data).
         channels: one channel count for every image of a folder dataset: "majority" (the
             count most files decode to, ties to RGB), "grayscale" or "rgb".
         background: colour that transparent pixels are composited over (a Pillow colour
@@ -85,6 +92,8 @@ class Params:
     tfds_data_dir: str | None = param(None)
     tfds_download: bool = param(False)
     folder: str | None = param(None)
+    class_names: list[str] | None = param(None)
+    scenes: SceneParams = param(default_factory=SceneParams)
     channels: str = param("majority", choices=("majority", "grayscale", "rgb"))
     background: str = param("white")
     max_image_pixels: int | None = param(None, min=1)
@@ -99,8 +108,8 @@ class Params:
     shard_size: int = param(10_000, min=1)
 
     def __post_init__(self):
-        if self.source == "folder" and not self.folder:
-            raise ValueError("source 'folder' needs ingest.folder: the image directory")
+        if self.source in ("folder", "coco", "voc_detection", "yolo_txt") and not self.folder:
+            raise ValueError(f"source {self.source!r} needs ingest.folder: the data directory")
         parse_colour(self.background)  # raises ValueError naming the value
         bad = sorted(
             v for v in self.split_names.values() if v not in ("train", "validation", "test")

@@ -54,7 +54,10 @@ def run(ctx: Context) -> None:
         raise ComponentError("pipeline.model_name is not set; name the registered model there")
     blessing = read_blessing(ctx)
     examples = ctx.inputs["examples"]
-    serving = serving_model_for(ctx.inputs["model"], examples, ctx.task)
+    # The evaluate step's served post-processing (detection's NMS thresholds), so the
+    # registered model is the one that was evaluated.
+    settings = ctx.inputs["blessing"].properties.get("serving_settings")
+    serving = serving_model_for(ctx.inputs["model"], examples, ctx.task, settings)
     tags = lineage_tags(ctx.pipeline, examples.fingerprint, blessing["blessed"])
     tags["convflow.blessing"] = "; ".join(blessing.get("reasons", []))[:5000]
 

@@ -68,12 +68,19 @@ def build_preprocessor(source) -> keras.Model:
     return keras.Model(inputs, x, name="preprocessor")
 
 
-def build_serving_model(preprocessor, network, task: Task, transform: TransformInfo | None = None):
-    """Raw uint8 images -> the task's served outputs: preprocessor + network + head."""
+def build_serving_model(
+    preprocessor, network, task: Task, transform: TransformInfo | None = None, settings=None
+):
+    """Raw uint8 images -> the task's served outputs: preprocessor + network + head.
+
+    ``settings`` are the task's serving settings (:meth:`Task.serving_settings`: detection's
+    NMS thresholds), passed on to :meth:`Task.serving_outputs` when given.
+    """
     channels = preprocessor.inputs[0].shape[-1]
     inputs = keras.Input((None, None, channels), dtype=preprocessor.inputs[0].dtype, name="image")
     logits = network(preprocessor(inputs))
-    outputs = task.serving_outputs(inputs, logits, transform)
+    extra = {} if settings is None else {"settings": settings}
+    outputs = task.serving_outputs(inputs, logits, transform, **extra)
     return keras.Model(inputs, outputs, name="serving")
 
 
@@ -84,8 +91,11 @@ def load_network(model_artifact: Artifact):
     )
 
 
-def serving_model_for(model_artifact: Artifact, examples_artifact: Artifact, task: Task):
+def serving_model_for(
+    model_artifact: Artifact, examples_artifact: Artifact, task: Task, settings=None
+):
     """The served model for a Model artifact trained on transformed ``examples_artifact``."""
     transform = _transform_info(ExamplesInfo.of(examples_artifact))
     preprocessor = build_preprocessor(transform)
-    return build_serving_model(preprocessor, load_network(model_artifact), task, transform)
+    network = load_network(model_artifact)
+    return build_serving_model(preprocessor, network, task, transform, settings)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from convflow.components.tasks.base import EvalInputs, Evaluation, TargetFeature, Task, Window
 from convflow.components.tasks.classification import Classification
+from convflow.components.tasks.detection import Detection
 
 DEFAULT = "classification"
-TASKS: dict[str, Task] = {t.name: t for t in (Classification(),)}
+TASKS: dict[str, Task] = {t.name: t for t in (Classification(), Detection())}
 
 
 def get(name: str) -> Task:

@@ -144,6 +144,15 @@ class Task(abc.ABC):
     def training_target(self, target: Mapping[str, Any], num_classes: int) -> Any:
         """One record's target (tf tensors by feature name) -> the loss's ``y_true`` (tf.data)."""
 
+    def batch_targets(self, params: Any, output_shape, num_classes: int, training: bool):
+        """A map over batches ``(images, targets) -> (images, y_true)`` that replaces the
+        image-only augmentation, or None (the default: targets are final per record).
+
+        Detection uses it: flips and shifts must move the boxes, and its grid targets are
+        encoded after that. ``output_shape`` is the network's output shape.
+        """
+        return None
+
     @abc.abstractmethod
     def loss(self, params: Any) -> Any:
         """The keras loss on the network's logits; ``params`` is the train step's TrainParams."""
@@ -165,7 +174,7 @@ class Task(abc.ABC):
 
     # --- serving ---------------------------------------------------------------------
     @abc.abstractmethod
-    def serving_outputs(self, images, logits, transform: Any):
+    def serving_outputs(self, images, logits, transform: Any, settings: Mapping | None = None):
         """The served graph's outputs (Keras tensors) from the raw input and the logits.
 
         Args:
@@ -174,6 +183,12 @@ class Task(abc.ABC):
             transform: the Examples' TransformInfo (steps and settings), so a task can map
                 its outputs back to the input's pixels (:func:`transforms.window_for`).
         """
+
+    def serving_settings(self, params: Any) -> dict | None:
+        """Settings of the served graph's post-processing from the evaluate step's params
+        (detection: score and IoU thresholds), or None. The blessing artifact carries them to
+        the register step, so both build the same served model."""
+        return None
 
     @abc.abstractmethod
     def output_specs(self, model) -> list[tuple[str, tuple[int, ...]]]:

@@ -70,9 +70,18 @@ def steps_per_epoch(count: int, batch_size: int) -> int:
 
 
 def train_dataset(
-    artifact: Artifact, params: TrainParams, num_classes: int, initial_epoch: int, task=None
+    artifact: Artifact,
+    params: TrainParams,
+    num_classes: int,
+    initial_epoch: int,
+    task=None,
+    output_shape=None,
 ):
-    """Batches for epochs ``initial_epoch .. params.epochs-1``, shuffled per (seed, epoch)."""
+    """Batches for epochs ``initial_epoch .. params.epochs-1``, shuffled per (seed, epoch).
+
+    A task with batch targets (:meth:`Task.batch_targets`, detection) augments and encodes
+    each batch itself; ``output_shape`` is the network's.
+    """
     base = labelled(artifact, "train", num_classes, params.cache_limit_mb, task)
     buffer = min(params.shuffle_buffer, split_count(artifact, "train"))
 
@@ -87,23 +96,30 @@ def train_dataset(
     # epochs (so epoch k really gets shuffle k) and size its progress bar.
     steps = steps_per_epoch(split_count(artifact, "train"), params.batch_size)
     ds = ds.apply(tf.data.experimental.assert_cardinality((params.epochs - initial_epoch) * steps))
-    augment = build_augmentation(params.augment, params.seed, artifact)
+    hook = task.batch_targets(params, output_shape, num_classes, True) if task else None
+    augment = hook or build_augmentation(params.augment, params.seed, artifact)
     if augment is not None:
         ds = ds.map(augment, num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
 
 
 def eval_dataset(
-    artifact: Artifact, split: str, num_classes: int, batch_size: int, cache_mb=0, task=None
+    artifact: Artifact,
+    split: str,
+    num_classes: int,
+    batch_size: int,
+    cache_mb=0,
+    task=None,
+    params: TrainParams | None = None,
+    output_shape=None,
 ):
     """Batches of (image, training target) of one split, in record order."""
     steps = steps_per_epoch(split_count(artifact, split), batch_size)
-    return (
-        labelled(artifact, split, num_classes, cache_mb, task)
-        .batch(batch_size)
-        .apply(tf.data.experimental.assert_cardinality(steps))
-        .prefetch(AUTOTUNE)
-    )
+    ds = labelled(artifact, split, num_classes, cache_mb, task).batch(batch_size)
+    hook = task.batch_targets(params, output_shape, num_classes, False) if task else None
+    if hook is not None:
+        ds = ds.map(hook, num_parallel_calls=AUTOTUNE)
+    return ds.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(AUTOTUNE)
 
 
 def _value_range(artifact: Artifact) -> tuple[float, float]:
@@ -137,6 +153,10 @@ def _image_layers(cfg: AugmentParams, seed: int, artifact: Artifact) -> list:
             keras.layers.RandomTranslation(
                 cfg.translation, cfg.translation, fill_mode="constant", seed=seed + 2, **kw
             )
+        )
+    if cfg.zoom:
+        image_layers.append(
+            keras.layers.RandomZoom(cfg.zoom, cfg.zoom, fill_mode="constant", seed=seed + 8, **kw)
         )
     value_range = _value_range(artifact) if cfg.rand_augment or cfg.erasing_probability else None
     if cfg.rand_augment:

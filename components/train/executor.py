@@ -157,11 +157,14 @@ def _fit(ctx: Context, plan: _Plan, model, checkpoint) -> float:
     validation = None
     if plan.has_validation:
         validation = data.eval_dataset(
-            examples, "validation", plan.num_classes, p.batch_size, 1024, plan.task
-        )
+            examples, "validation", plan.num_classes, p.batch_size, 1024, plan.task,
+            p, model.outputs[0].shape,
+        )  # fmt: skip
     t0 = time.perf_counter()
     model.fit(
-        data.train_dataset(examples, p, plan.num_classes, plan.initial_epoch, plan.task),
+        data.train_dataset(
+            examples, p, plan.num_classes, plan.initial_epoch, plan.task, model.outputs[0].shape
+        ),
         epochs=p.epochs,
         initial_epoch=plan.initial_epoch,
         steps_per_epoch=plan.steps,

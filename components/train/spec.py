@@ -30,6 +30,10 @@ class AugmentParams:
     translation: float = param(
         0.0, help="max random shift as a fraction of height/width", min=0.0, max=0.5
     )
+    zoom: float = param(
+        0.0, help="max random zoom in or out as a fraction (detection: boxes move)", min=0.0,
+        max=0.5,
+    )  # fmt: skip
     crop_padding: int = param(
         0,
         help="zero-pad by this many pixels, then random-crop back (Krizhevsky 2012)",
@@ -53,6 +57,7 @@ class AugmentParams:
             (
                 self.flip != "none",
                 self.translation > 0,
+                self.zoom > 0,
                 self.crop_padding > 0,
                 self.rand_augment,
                 self.mixup_alpha > 0,
@@ -96,6 +101,11 @@ class TrainParams:
         0.0, help="cosine floor as a fraction of the peak", min=0.0, max=1.0
     )
     label_smoothing: float = param(0.0, help="label smoothing (Szegedy 2016)", min=0.0, max=0.5)
+    class_loss: str = param(
+        "sse",
+        help="detection: YOLO v1's class term, 'sse' (the paper) or 'crossentropy'",
+        choices=("sse", "crossentropy"),
+    )
     augment: AugmentParams = field(default_factory=AugmentParams)
     early_stopping: EarlyStoppingParams = field(default_factory=EarlyStoppingParams)
     precision: str = param("auto", help="dtype policy; auto picks per device", choices=PRECISIONS)

@@ -11,7 +11,10 @@ from types import ModuleType
 
 from convflow.pipelines.config import ConfigError
 
-TEMPLATES = {"image_classification": "convflow.pipelines.definitions.image_classification"}
+TEMPLATES = {
+    "image_classification": "convflow.pipelines.definitions.image_classification",
+    "object_detection": "convflow.pipelines.definitions.object_detection",
+}
 
 
 def get(template: str) -> ModuleType:

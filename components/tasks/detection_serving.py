@@ -1,0 +1,113 @@
+"""The served detector's post-processing, inside the exported graph.
+
+YOLO v1 output -> boxes of every class scored (the paper's class-specific confidences),
+per-class non-max suppression (``tf.image.combined_non_max_suppression``), then back to the
+caller's pixels: the boxes are found on the preprocessed square (crop, then resize), so the
+crop is undone with the input's own height and width, whatever its size.
+
+One float32 output ``(N, max_detections, 6)``, one row per detection, best first::
+
+    [x1, y1, x2, y2, score, class]    x, y in pixels of that input image; padding rows have
+                                      score 0 and class -1
+
+One tensor rather than a dict, because MLflow's pyfunc for exported Keras models converts
+the serving endpoint's result with one ``convert_to_numpy``. TensorFlow is used directly: the
+served model is a TF SavedModel export.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+COLUMNS = ("x1", "y1", "x2", "y2", "score", "class")
+
+
+@keras.saving.register_keras_serializable(package="convflow")
+class YoloV1Detections(keras.layers.Layer):
+    """(raw images, YOLO v1 output) -> ``(N, max_detections, 6)`` detections in input pixels.
+
+    Args:
+        boxes_per_cell: B of the network.
+        score_threshold: smallest class-specific confidence kept.
+        iou_threshold: NMS suppresses same-class boxes overlapping more than this.
+        max_detections: rows per image (padded).
+        crop: the preprocessing cropped the centred square before resizing.
+    """
+
+    def __init__(self, boxes_per_cell=2, score_threshold=0.2, iou_threshold=0.5,
+                 max_detections=100, crop=True, **kwargs):  # fmt: skip
+        super().__init__(**kwargs)
+        self.boxes_per_cell = int(boxes_per_cell)
+        self.score_threshold = float(score_threshold)
+        self.iou_threshold = float(iou_threshold)
+        self.max_detections = int(max_detections)
+        self.crop = bool(crop)
+
+    def _decode(self, y_pred):
+        """Normalized [y1, x1, y2, x2] boxes (N, S·S·B, 4) and class scores (N, S·S·B, C)."""
+        B = self.boxes_per_cell
+        S = tf.shape(y_pred)[1]
+        pred = tf.reshape(y_pred[..., : 5 * B], [-1, S, S, B, 5])
+        probs = y_pred[..., 5 * B :][:, :, :, None, :]
+        grid = tf.cast(tf.range(S), y_pred.dtype)
+        cols, rows = grid[None, None, :, None], grid[None, :, None, None]
+        size = tf.cast(S, y_pred.dtype)
+        cx, cy = (cols + pred[..., 0]) / size, (rows + pred[..., 1]) / size
+        w, h = tf.square(pred[..., 2]), tf.square(pred[..., 3])
+        boxes = tf.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=-1)
+        scores = pred[..., 4:5] * probs  # (N, S, S, B, C)
+        n = tf.shape(y_pred)[0]
+        return tf.reshape(boxes, [n, -1, 4]), tf.reshape(scores, [n, -1, tf.shape(probs)[-1]])
+
+    def _window(self, images):
+        """(top, left, height, width) of the input region the network saw, float32."""
+        shape = tf.shape(images)
+        height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+        if not self.crop:
+            return 0.0, 0.0, height, width
+        side = tf.minimum(height, width)
+        # As contrast.center_square_crop: integer offsets, the odd pixel dropped at the end.
+        return tf.floor((height - side) / 2), tf.floor((width - side) / 2), side, side
+
+    def call(self, images, y_pred):
+        y_pred = tf.cast(y_pred, tf.float32)
+        boxes, scores = self._decode(y_pred)
+        nms = tf.image.combined_non_max_suppression(
+            boxes[:, :, None, :], scores,
+            max_output_size_per_class=self.max_detections, max_total_size=self.max_detections,
+            iou_threshold=self.iou_threshold, score_threshold=self.score_threshold,
+            pad_per_class=False, clip_boxes=True,
+        )  # fmt: skip
+        top, left, height, width = self._window(images)
+        y1, x1, y2, x2 = tf.unstack(nms.nmsed_boxes, axis=-1)
+        valid = tf.sequence_mask(nms.valid_detections, self.max_detections)
+        classes = tf.where(valid, nms.nmsed_classes, -1.0)
+        pixels = tf.stack(
+            [left + x1 * width, top + y1 * height, left + x2 * width, top + y2 * height], -1
+        )
+        pixels = pixels * tf.cast(valid, tf.float32)[..., None]
+        return tf.concat([pixels, nms.nmsed_scores[..., None], classes[..., None]], -1)
+
+    def compute_output_shape(self, images_shape, y_pred_shape):
+        return (images_shape[0], self.max_detections, len(COLUMNS))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "boxes_per_cell": self.boxes_per_cell,
+            "score_threshold": self.score_threshold,
+            "iou_threshold": self.iou_threshold,
+            "max_detections": self.max_detections,
+            "crop": self.crop,
+        }
+
+
+def rows_to_detections(rows) -> dict:
+    """One image's served rows ``(K, 6)`` -> ``{"boxes" (k, 4) [x1, y1, x2, y2] pixels,
+    "scores" (k,), "classes" (k,) int}``, padding removed."""
+    import numpy as np
+
+    rows = np.asarray(rows, np.float32).reshape(-1, len(COLUMNS))
+    rows = rows[rows[:, 5] >= 0]
+    return {"boxes": rows[:, :4], "scores": rows[:, 4], "classes": rows[:, 5].astype(np.int64)}
