@@ -54,7 +54,7 @@ def mlflow_server(tmp_path_factory):
         start_new_session=True,
     )
     uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # a loaded shared machine takes minutes to start one
     while True:
         try:
             with urllib.request.urlopen(f"{uri}/health", timeout=2) as r:
