@@ -72,7 +72,7 @@ def shoot(chromium: str, url: str, out: Path, size: str, budget_ms: int = 20000)
                 url,
             ],
             capture_output=True,
-            timeout=300,
+            timeout=600,
             check=True,
         )
     print(f"wrote {out}")
