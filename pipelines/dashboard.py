@@ -274,7 +274,10 @@ def summarize(
         metrics = [Metric(k, v, now, 0, **linked) for k, v in safe.items()]
         if head.get("version"):
             metrics.append(Metric("registered_version", float(head["version"]), now, 0))
-    params = [Param(k, v) for k, v in key_params(sections, artifacts).items()]
+    # A run group's parent (steps run one by one, e.g. from Airflow) already has the params
+    # an earlier step logged; MLflow refuses a changed value (precision: auto -> resolved).
+    logged = client.get_run(run_id).data.params
+    params = [Param(k, v) for k, v in key_params(sections, artifacts).items() if k not in logged]
     client.log_batch(
         run_id, metrics=metrics, params=params, tags=[RunTag(k, v) for k, v in tags.items()]
     )
