@@ -59,6 +59,11 @@ def AlexNet(
 
     Returns:
         keras.Model: (B, H, W, C) → (B, num_classes), or (B, h, w, filters[-1]) features.
+
+    Raises:
+        ValueError: an unknown ``pooling``, ``num_classes`` < 1, or an ``input_shape`` with a size <
+            1 or below the smallest the stages take; ``filters`` not five widths; an unknown
+            ``stem``.
     """
     check_args(input_shape, num_classes, include_top, pooling, name=name)
     check_choice(stem, STEMS, "stem")

@@ -62,6 +62,10 @@ def WaveformCNN(
 
     Returns:
         keras.Model.
+
+    Raises:
+        ValueError: ``input_shape`` not a waveform (T, C); an unknown ``pooling``, ``num_classes`` <
+            1, or an ``input_shape`` with a size < 1 or below the smallest the stages take.
     """
     pools = 1 + sum(pooled for _, _, pooled in stages)
     min_length = 4 * 4**pools

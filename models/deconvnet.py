@@ -62,6 +62,11 @@ def DeconvNet(
 
     Returns:
         keras.Model.
+
+    Raises:
+        ValueError: ``input_shape`` not (H, W, C), H or W not a multiple of the total pooling,
+            ``num_classes`` < 1 or an unknown ``pooling``; H or W not fixed (fc6 spans the whole
+            map).
     """
     divisor = 2 ** len(stages)
     check_segmentation_args(input_shape, num_classes, include_top, pooling, divisor, name)

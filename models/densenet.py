@@ -85,6 +85,10 @@ def DenseNet(
 
     Returns:
         keras.Model: (B, H, W, C) → (B, num_classes), or features.
+
+    Raises:
+        ValueError: an unknown ``pooling``, ``num_classes`` < 1, or an ``input_shape`` with a size <
+            1 or below the smallest the stages take.
     """
     check_choice(depth, IMAGENET, "depth")
     check_choice(stem, STEMS, "stem")
@@ -135,6 +139,11 @@ def DenseNetBC(
 
     Returns:
         keras.Model: (B, H, W, C) → (B, num_classes), or features.
+
+    Raises:
+        ValueError: an unknown ``pooling``, ``num_classes`` < 1, or an ``input_shape`` with a size <
+            1 or below the smallest the stages take; ``depth`` not 6n+4, ``growth_rate`` < 1,
+            ``compression`` outside (0, 1].
     """
     if not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
         raise ValueError(f"depth={depth!r} must be 6n+4 with n ≥ 1 (paper: 100, 190, 250)")

@@ -92,6 +92,10 @@ def Dilated(
 
     Returns:
         keras.Model.
+
+    Raises:
+        ValueError: ``input_shape`` not (H, W, C), H or W not a multiple of the total pooling,
+            ``num_classes`` < 1 or an unknown ``pooling``; an unknown context module variant.
     """
     check_segmentation_args(input_shape, num_classes, include_top, pooling, 8, name)
     inputs = keras.Input(input_shape, name="image")

@@ -58,6 +58,10 @@ def FCN(
 
     Returns:
         keras.Model.
+
+    Raises:
+        ValueError: ``input_shape`` not (H, W, C), H or W not a multiple of the total pooling,
+            ``num_classes`` < 1 or an unknown ``pooling``; ``skips`` not 0, 1 or 2.
     """
     check_segmentation_args(input_shape, num_classes, include_top, pooling, 32, name)
     if skips not in (0, 1, 2):

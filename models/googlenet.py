@@ -108,6 +108,10 @@ def GoogLeNet(
     Returns:
         keras.Model: (B, H, W, C) → (B, num_classes), or a dict of three such outputs with
         ``aux_classifiers``, or (B, h, w, 1024) features.
+
+    Raises:
+        ValueError: an unknown ``pooling``, ``num_classes`` < 1, or an ``input_shape`` with a size <
+            1 or below the smallest the stages take.
     """
     check_args(input_shape, num_classes, include_top, pooling, name=name)
     check_choice(stem, STEMS, "stem")

@@ -228,6 +228,12 @@ def LeNet5(
 
     Returns:
         keras.Model mapping (B, H, W, C) images to (B, num_classes) class scores, or features.
+
+    Raises:
+        ValueError: an unknown ``pooling``, ``num_classes`` < 1, or an ``input_shape`` with a size <
+            1 or below the smallest the stages take; settings of one ``variant`` given to the other
+            (C3 table, ``rbf_output``, ``batch_norm``, ``dropout``), ``units`` not two widths, an
+            unknown ``conv``.
     """
     check_args(input_shape, num_classes, include_top, pooling, name=name)
     check_choice(variant, VARIANTS, "variant")

@@ -131,6 +131,10 @@ def ResNet(
 
     Returns:
         keras.Model: (B, H, W, C) → (B, num_classes), or (B, h, w, 512 or 2048) features.
+
+    Raises:
+        ValueError: an unknown ``pooling``, ``num_classes`` < 1, or an ``input_shape`` with a size <
+            1 or below the smallest the stages take; an unknown ``depth`` or ``shortcut``.
     """
     check_choice(depth, IMAGENET, "depth")
     check_choice(stem, STEMS, "stem")
@@ -178,6 +182,10 @@ def CifarResNet(
 
     Returns:
         keras.Model: (B, H, W, C) → (B, num_classes), or (B, ⌈H/4⌉, ⌈W/4⌉, 64) features.
+
+    Raises:
+        ValueError: an unknown ``pooling``, ``num_classes`` < 1, or an ``input_shape`` with a size <
+            1 or below the smallest the stages take; ``depth`` not 6n+2, an unknown ``shortcut``.
     """
     if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
         raise ValueError(f"depth={depth!r} must be 6n+2 with n ≥ 1, e.g. {CIFAR_DEPTHS}")

@@ -50,6 +50,10 @@ def SegNet(
 
     Returns:
         keras.Model.
+
+    Raises:
+        ValueError: ``input_shape`` not (H, W, C), H or W not a multiple of the total pooling,
+            ``num_classes`` < 1 or an unknown ``pooling``.
     """
     check_segmentation_args(input_shape, num_classes, include_top, pooling, 2 ** len(stages), name)
     inputs = keras.Input(input_shape, name="image")

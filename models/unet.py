@@ -55,6 +55,10 @@ def UNet(
 
     Returns:
         keras.Model.
+
+    Raises:
+        ValueError: ``input_shape`` not (H, W, C), H or W not a multiple of the total pooling,
+            ``num_classes`` < 1 or an unknown ``pooling``; ``depth`` < 1.
     """
     if not isinstance(depth, int) or depth < 1:
         raise ValueError(f"depth={depth!r} must be a positive int")

@@ -59,6 +59,10 @@ def VGG(
 
     Returns:
         keras.Model: (B, H, W, C) → (B, num_classes), or (B, ⌈H/32⌉, ⌈W/32⌉, 512) features.
+
+    Raises:
+        ValueError: an unknown ``pooling``, ``num_classes`` < 1, or an ``input_shape`` with a size <
+            1 or below the smallest the stages take; an unknown ``depth``.
     """
     check_choice(depth, CONFIGS, "depth")
     name = name or f"vgg{depth}" + ("_bn" if batch_norm else "")

@@ -64,6 +64,11 @@ def C3D(
 
     Returns:
         keras.Model.
+
+    Raises:
+        ValueError: ``input_shape`` not a fixed volume (D, H, W, C); an unknown ``pooling``,
+            ``num_classes`` < 1, or an ``input_shape`` with a size < 1 or below the smallest the
+            stages take.
     """
     check_args(input_shape, num_classes, include_top, pooling, min_size=1, name=name)
     _check_volume(input_shape, name)
@@ -110,6 +115,11 @@ def VoxNet(
 
     Returns:
         keras.Model.
+
+    Raises:
+        ValueError: ``input_shape`` not a fixed volume (D, H, W, C); an unknown ``pooling``,
+            ``num_classes`` < 1, or an ``input_shape`` with a size < 1 or below the smallest the
+            stages take.
     """
     check_args(input_shape, num_classes, include_top, pooling, min_size=12, name=name)
     _check_volume(input_shape, name)

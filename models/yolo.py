@@ -95,6 +95,11 @@ def YOLOv1(
 
     Returns:
         keras.Model.
+
+    Raises:
+        ValueError: an unknown ``head`` or ``stages``; ``input_shape`` not a fixed (H, W, C) with H
+            and W multiples of the total stride; ``grid_size``, ``boxes_per_cell`` or ``fc_units`` <
+            1; ``head='conv'`` with a grid that is not the feature map's.
     """
     if head not in ("dense", "conv"):
         raise ValueError(f"Unknown head={head!r}; expected 'dense' or 'conv'")

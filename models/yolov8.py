@@ -55,6 +55,10 @@ def YOLOv8(
 
     Returns:
         keras.Model (a keras-cv ``YOLOV8Detector`` or ``YOLOV8Backbone``).
+
+    Raises:
+        ValueError: an unknown ``size``; ``classifier_activation`` other than ``'sigmoid'``; any
+            ``pooling``; H or W not a multiple of 32.
     """
     check_args(input_shape, num_classes, include_top, pooling, min_size=32, name=name)
     if size not in STACKS:

@@ -118,22 +118,25 @@ def _cmd_models(args) -> int:
         (r["name"], r["kind"], f"{r['params']:,}", r["input_sizes"], r["paper"])
         for r in catalog.rows(kind=args.kind)
     ]
-    print(_table(header, rows, shutil.get_terminal_size((160, 24)).columns))
+    width = shutil.get_terminal_size((160, 24)).columns
+    print(_table(header, rows, width, caps=(None, None, None, 36, None)))
     return 0
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]], width: int) -> str:
-    """Left-aligned columns; the last one is cut (…) so a line fits ``width`` characters."""
+def _table(header, rows, width: int, caps) -> str:
+    """Left-aligned columns, each at most its cap; the last one is cut (…) to fit ``width``."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    room = max(20, width - sum(widths[:-1]) - 2 * (len(widths) - 1))
-    widths[-1] = min(widths[-1], room)
+    widths = [min(w, cap) if cap else w for w, cap in zip(widths, caps, strict=True)]
+    widths[-1] = min(widths[-1], max(30, width - sum(widths[:-1]) - 2 * (len(widths) - 1)))
     lines = []
     for r in [header, *rows]:
-        cells = [str(c) for c in r]
-        if len(cells[-1]) > widths[-1]:
-            cells[-1] = cells[-1][: widths[-1] - 1] + "…"
+        cells = [_cut(str(c), w) for c, w in zip(r, widths, strict=True)]
         lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
     return "\n".join(lines)
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 DEFAULT_MODEL_URI = "models:/fashion_mnist_lenet@champion"
