@@ -215,6 +215,12 @@ class Component:
     key_facts: tuple[str, ...] = ()
     check: Callable[[Any, Any], None] | None = None
     fn: Callable[[Context], None] | None = None
+    # source(params) -> {fingerprint parts} of the data outside the store the step reads;
+    # it joins the cache key, so editing a source file re-runs the step.
+    source: Callable[[Any], Mapping[str, Any]] | None = None
+    # effect(outputs, pipeline facts) -> None while the step's external effect (a registered
+    # version, its aliases) still exists, else the reason to run it again on a cache hit.
+    effect: Callable[[Mapping[str, Artifact], Mapping[str, Any]], str | None] | None = None
 
     def load(self) -> Callable[[Context], None]:
         """The executor function (imports the executor module, with its heavy imports)."""
@@ -243,18 +249,33 @@ def declare(
     params: type,
     key_facts: tuple[str, ...] = (),
     check: Callable[[Any, Any], None] | None = None,
+    source: Callable[[Any], Mapping[str, Any]] | None = None,
+    effect: Callable[[Mapping[str, Artifact], Mapping[str, Any]], str | None] | None = None,
 ) -> Component:
     """Declares a step whose work is ``run(ctx)`` in the module ``executor``.
 
     ``key_facts`` names the ``Context.pipeline`` facts the step's result depends on (e.g.
     ``("model_name", "tracking_uri")`` for a step that talks to the registry); they join its
-    cache key, so pointing the run at another registry re-runs it.
+    cache key, so pointing the run at another registry re-runs it. ``source`` fingerprints
+    the data the step reads from outside the store (see Component); ``effect`` checks on a
+    cache hit that what the step wrote outside the store is still there. Both must stay
+    light: the runner calls them without loading the executor.
 
     Raises:
         TypeError: an unknown artifact type, or params that are not a frozen dataclass.
     """
     _check_contract(name, inputs, outputs, params)
-    return Component(name, executor, dict(inputs), dict(outputs), params, tuple(key_facts), check)
+    return Component(
+        name,
+        executor,
+        dict(inputs),
+        dict(outputs),
+        params,
+        tuple(key_facts),
+        check,
+        source=source,
+        effect=effect,
+    )
 
 
 def component(
@@ -264,6 +285,8 @@ def component(
     outputs: Mapping[str, str],
     params: type,
     key_facts: tuple[str, ...] = (),
+    source: Callable[[Any], Mapping[str, Any]] | None = None,
+    effect: Callable[[Mapping[str, Artifact], Mapping[str, Any]], str | None] | None = None,
 ) -> Callable[[Callable[[Context], None]], Component]:
     """Declares a component from a function: ``@component(name=..., inputs=..., ...)``.
 
@@ -274,7 +297,15 @@ def component(
 
     def wrap(fn: Callable[[Context], None]) -> Component:
         return Component(
-            name, fn.__module__, dict(inputs), dict(outputs), params, tuple(key_facts), fn=fn
+            name,
+            fn.__module__,
+            dict(inputs),
+            dict(outputs),
+            params,
+            tuple(key_facts),
+            fn=fn,
+            source=source,
+            effect=effect,
         )
 
     return wrap

@@ -3,7 +3,8 @@
 A step's key is sha256 over its component name, the source of the component's module and
 of every project module it imports (transitively, found by reading the imports, so that
 editing a helper invalidates the steps that use it), its resolved params, its input
-fingerprints and the versions of the key packages.
+fingerprints, the versions of the key packages, the pipeline facts it depends on and, for a
+source step, the fingerprint of the data it reads.
 """
 
 from __future__ import annotations
@@ -181,24 +182,39 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def step_key(
+def key_parts(
     component_name: str,
     module: str,
     params: Any,
     input_fingerprints: Mapping[str, str],
     versions: Mapping[str, str],
     facts: Mapping[str, Any] | None = None,
-) -> str:
-    payload = {
+    source: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The parts a step's key hashes, as JSON data (stored with the published step, so a
+    later miss can say which part changed)."""
+    parts = {
         "facts": dict(sorted((facts or {}).items())),
         "component": component_name,
-        "code": source_closure(module),
+        "code": dict(source_closure(module)),
         "params": params,
         "inputs": dict(sorted(input_fingerprints.items())),
         "versions": dict(sorted(versions.items())),
     }
-    blob = json.dumps(payload, sort_keys=True, default=_jsonable)
+    if source is not None:
+        parts["source"] = dict(source)
+    return json.loads(json.dumps(parts, sort_keys=True, default=_jsonable))
+
+
+def digest(parts: Mapping[str, Any]) -> str:
+    """The cache key: sha256 of the key parts' canonical JSON."""
+    blob = json.dumps(parts, sort_keys=True, default=_jsonable)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def step_key(*args: Any, **kwargs: Any) -> str:
+    """``digest(key_parts(...))``."""
+    return digest(key_parts(*args, **kwargs))
 
 
 def fingerprint_dir(path: Path, exclude: tuple[str, ...] = ("artifact.json",)) -> str:

@@ -77,6 +77,11 @@ def _cmd_run(args) -> int:
         tags=tags,
         run_group=args.run_group,
     )
+    if args.explain:
+        from convflow.pipelines.explain import explain
+
+        explain(definition.create_pipeline(cfg), cfg, opts)
+        return 0
     try:
         pipeline = definition.create_pipeline(cfg)
         with quiet_stderr(enabled=not args.verbose):
@@ -145,11 +150,17 @@ DEFAULT_MODEL_URI = "models:/fashion_mnist_lenet@champion"
 def _cmd_predict(args) -> int:
     from convflow.components.serving.mlflow_io import tracking
     from convflow.components.serving.predict import predict
-    from convflow.pipelines.tracking import resolve_uri
+    from convflow.pipelines.embedded import discover
 
-    uri, _ = resolve_uri(args.tracking_uri)
+    uri, where = discover(args.tracking_uri)  # like the run; never creates a store
+    if uri is None:
+        print(f"error: no MLflow store to load the model from: {where}", file=sys.stderr)
+        return EXIT_USAGE
     with tracking(uri):
-        return predict(args.model or DEFAULT_MODEL_URI, args.images, trust=args.trust_model)
+        code = predict(args.model or DEFAULT_MODEL_URI, args.images, trust=args.trust_model)
+    if code == 2:  # the model did not load: say which store was asked
+        print(f"(looked in {where})", file=sys.stderr)
+    return code
 
 
 def _version() -> str:
@@ -202,6 +213,11 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="show library start-up messages (TensorFlow, absl, Beam, MLflow INFO) too",
     )
+    run.add_argument(
+        "--explain",
+        action="store_true",
+        help="print for every step whether it is cached or why it would run; run nothing",
+    )
     run.set_defaults(fn=_cmd_run)
 
     val = sub.add_parser("validate", help="check a config and print it resolved")
@@ -216,11 +232,14 @@ def parser() -> argparse.ArgumentParser:
         "predict",
         help="run a registered served model on image files (one line per file)",
         description=f"MODEL_URI defaults to {DEFAULT_MODEL_URI}, e.g. models:/NAME@challenger, "
-        "models:/NAME/3 or runs:/RUN_ID/model",
+        "models:/NAME/3 or runs:/RUN_ID/serving_model (RUN_ID: the register step's run). "
+        "The store: --tracking-uri, else $MLFLOW_TRACKING_URI, else convflow_runs/mlflow.db "
+        "in this directory or the nearest parent that has one.",
     )
     pred.add_argument("images", nargs="+", metavar="[MODEL_URI] IMAGE")
     pred.add_argument(
-        "--tracking-uri", help="registry (default: $MLFLOW_TRACKING_URI or embedded sqlite)"
+        "--tracking-uri",
+        help="registry (default: $MLFLOW_TRACKING_URI, else the nearest convflow_runs/mlflow.db)",
     )
     pred.add_argument(
         "--trust-model",
@@ -236,7 +255,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    ap = parser()
+    args = ap.parse_args(argv)
     if not getattr(args, "verbose", False):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.command == "predict":
@@ -244,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
         is_uri = first.startswith(
             ("models:/", "runs:/", "file:", "mlflow-artifacts:")
         ) or os.path.isdir(first)
-        args.model = first if is_uri and len(args.images) > 1 else None
+        if is_uri and len(args.images) == 1:
+            ap.error(f"predict: no image file after the model {first}; give one or more images")
+        args.model = first if is_uri else None
         args.images = args.images[1:] if args.model else args.images
     try:
         return args.fn(args)

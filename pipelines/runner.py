@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from convflow.components import tasks
+from convflow.components import registration, tasks
 from convflow.components.base import ComponentError, Context, OutputArtifact
-from convflow.pipelines import dashboard, tracking, triggers
-from convflow.pipelines.cache import package_versions, source_closure, step_key
+from convflow.pipelines import dashboard, tracking, triggers, why
+from convflow.pipelines.cache import digest, key_parts, package_versions, source_closure
 from convflow.pipelines.config import Config
 from convflow.pipelines.dag import Pipeline, PipelineError
 from convflow.pipelines.errors import environment_error
@@ -63,22 +63,28 @@ def git_commit() -> str:
     return f"{sha}-dirty" if dirty else sha
 
 
+def selection(pipeline: Pipeline, opts: RunOptions) -> tuple[list[str], set[str]]:
+    """(steps selected by --from/--to/--only, steps forced to run by --force/--from)."""
+    if opts.only:  # a single step: the same selection as --from STEP --to STEP
+        selected = pipeline.select(opts.only, opts.only)
+    else:
+        selected = pipeline.select(opts.from_step, opts.to_step)
+    forced = set(selected) if opts.force else set()
+    if opts.from_step:
+        forced |= {
+            s for s in selected if s == opts.from_step or s in pipeline.downstream(opts.from_step)
+        }
+    return selected, forced
+
+
 def run(pipeline: Pipeline, cfg: Config, opts: RunOptions, out: TextIO | None = None):
     """Runs the selected steps of ``pipeline``; returns (results, parent MLflow run id)."""
     import mlflow
     from mlflow import MlflowClient
 
     out = out or sys.stdout
-    if opts.only:  # a single step: the same selection as --from STEP --to STEP
-        selected = pipeline.select(opts.only, opts.only)
-    else:
-        selected = pipeline.select(opts.from_step, opts.to_step)
+    selected, forced = selection(pipeline, opts)
     source_closure.cache_clear()  # sources may have changed since the last run in this process
-    forced = set(selected) if opts.force else set()
-    if opts.from_step:
-        forced |= {
-            s for s in selected if s == opts.from_step or s in pipeline.downstream(opts.from_step)
-        }
     store = ArtifactStore(cfg.pipeline.artifact_root)
     with store.lock(opts.wait):
         store.sweep()
@@ -86,6 +92,7 @@ def run(pipeline: Pipeline, cfg: Config, opts: RunOptions, out: TextIO | None = 
         exp_id = tracking.experiment_id(pipeline.name, artifact_location)
         dashboard.prefer_model_training_view(MlflowClient(), exp_id)
         tracking.mark_orphans_killed(exp_id)
+        registration.finalize_pending_models(exp_id)
         versions = package_versions()
         facts = {
             "pipeline_name": pipeline.name,
@@ -141,6 +148,27 @@ def _log_parent(cfg, facts, versions, store, run_id):
     mlflow.log_params(tracking.flatten({"pipeline": dataclasses.asdict(cfg.pipeline)}))
 
 
+def step_parts(step, inputs, versions, facts) -> dict:
+    """The key parts of ``step`` with these inputs (see cache.key_parts)."""
+    source = step.component.source(step.params) if step.component.source else None
+    return key_parts(
+        step.component.name,
+        step.component.executor,
+        step.params,
+        {k: a.fingerprint for k, a in inputs.items()},
+        versions,
+        {f: facts[f] for f in ("task", *step.component.key_facts)},
+        source,
+    )
+
+
+def effect_gone(step, store, key, facts) -> str | None:
+    """Why a published step's external effect no longer holds (None: it holds)."""
+    if step.component.effect is None:
+        return None
+    return step.component.effect(store.outputs(step.name, key), facts)
+
+
 def _run_steps(pipeline, opts, store, selected, forced, facts, versions):
     results: list[StepResult] = []
     published: dict[str, dict] = {}  # step -> {output name: Artifact}
@@ -150,32 +178,42 @@ def _run_steps(pipeline, opts, store, selected, forced, facts, versions):
             results.append(StepResult(name, NOT_RUN))
             continue
         inputs = {k: published[ref.step][ref.output] for k, ref in step.inputs.items()}
-        key = step_key(
-            step.component.name,
-            step.component.executor,
-            step.params,
-            {k: a.fingerprint for k, a in inputs.items()},
-            versions,
-            {f: facts[f] for f in ("task", *step.component.key_facts)},
-        )
+        parts = step_parts(step, inputs, versions, facts)
+        key = digest(parts)
         if name not in selected:  # upstream of --from/--only: must already exist
             if not store.is_published(name, key):
                 raise PipelineError(triggers.missing_upstream(pipeline, opts, name))
             published[name] = store.outputs(name, key)
             results.append(StepResult(name, NOT_RUN, key=key))
             continue
+        gone = None
         if name not in forced and store.is_published(name, key):
-            published[name] = store.outputs(name, key)
-            results.append(_record_hit(store, step, key))
-            continue
-        result, outputs = _execute(store, step, key, inputs, facts, opts)
+            gone = effect_gone(step, store, key, facts)
+            if gone is None:
+                published[name] = store.outputs(name, key)
+                results.append(_record_hit(store, step, key))
+                why.remember(store.root, name, key, parts)
+                continue
+        reason = miss_reason(pipeline, step, store, parts, forced, opts, gone)
+        result, outputs = _execute(store, step, key, inputs, facts, opts, parts, reason)
         results.append(result)
         if result.status == FAILED:
             done = {r.name for r in results}
             results += [StepResult(n, NOT_RUN) for n in pipeline.order() if n not in done]
             break
+        why.remember(store.root, name, key, parts)
         published[name] = outputs
     return results
+
+
+def miss_reason(pipeline, step, store, parts, forced, opts, gone) -> str:
+    """One line: why ``step`` runs (see pipelines/why.py)."""
+    if gone:
+        return f"its external effect is gone: {gone}"
+    if step.name in forced:
+        return "--force" if opts.force else f"--from {opts.from_step}"
+    upstream = {k: ref.step for k, ref in step.inputs.items()}
+    return why.explain(why.previous(store.root, step.name), parts, upstream)
 
 
 def _nested_run(step, key, cache):
@@ -206,11 +244,12 @@ def _record_hit(store, step, key) -> StepResult:
     return StepResult(step.name, CACHED, 0.0, key)
 
 
-def _execute(store, step, key, inputs, facts, opts) -> tuple[StepResult, dict]:
+def _execute(store, step, key, inputs, facts, opts, parts, reason) -> tuple[StepResult, dict]:
     import mlflow
 
     run = _nested_run(step, key, "miss")
-    print(f"▶ {step.name}: running (key {key[:12]})", file=sys.stderr, flush=True)
+    mlflow.set_tag("cache_reason", reason[:5000])
+    print(f"▶ {step.name}: running ({reason})", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     tmp = None
     try:
@@ -238,6 +277,8 @@ def _execute(store, step, key, inputs, facts, opts) -> tuple[StepResult, dict]:
             "params": dataclasses.asdict(step.params),
             "inputs": {k: {"uri": a.uri, "fingerprint": a.fingerprint} for k, a in inputs.items()},
             "metrics": ctx.metrics,
+            "key_parts": parts,
+            "cache_reason": reason,
             "duration_s": round(duration, 3),
             "mlflow_run_id": run.info.run_id,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from convflow.pipelines import embedded
 from convflow.pipelines.dashboard import METRIC_NAMES_TAG, sanitize_metrics
 
 EMBEDDED_DIR = Path("convflow_runs")
@@ -62,8 +63,11 @@ class TrackingUnavailable(Exception):
     """The tracking server cannot be reached; the message says what to do."""
 
 
-def resolve_uri(uri: str | None) -> tuple[str, str | None]:
-    """(tracking URI, artifact location for new experiments or None to let the server pick)."""
+def resolve_uri(uri: str | None, create: bool = True) -> tuple[str, str | None]:
+    """(tracking URI, artifact location for new experiments or None to let the server pick).
+
+    ``create=False`` leaves the file system alone (``run --explain``).
+    """
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
     if uri and uri.startswith("sqlite:///"):
         # Artifacts beside the database, not in MLflow's default ./mlruns of the cwd.
@@ -72,7 +76,8 @@ def resolve_uri(uri: str | None) -> tuple[str, str | None]:
     if uri:
         return uri, None
     root = EMBEDDED_DIR.absolute()
-    root.mkdir(parents=True, exist_ok=True)
+    if create:
+        root.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{root / 'mlflow.db'}", (root / "mlartifacts").as_uri()
 
 
@@ -84,6 +89,11 @@ def connect(uri: str | None) -> tuple[str, str | None]:
     uri, artifact_location = resolve_uri(uri)
     # The summary table already names the run; MLflow's per-run "View run at" lines are noise.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    try:
+        with _schema_lock(uri):  # sqlite: created atomically, or repaired, by one process
+            embedded.ensure(uri, artifact_location)
+    except embedded.StoreBroken as e:
+        raise TrackingUnavailable(str(e)) from None
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     remote = uri.startswith(("http://", "https://"))
@@ -101,6 +111,11 @@ def connect(uri: str | None) -> tuple[str, str | None]:
         raise
     except Exception as e:
         reason = str(e).splitlines()[0][:200]
+        if embedded.sqlite_path(uri) is not None:
+            raise TrackingUnavailable(
+                f"the MLflow sqlite store {uri} cannot be used ({reason}); move it away to "
+                "start a new one, or pass --tracking-uri"
+            ) from None
         raise TrackingUnavailable(
             f"MLflow tracking store {uri} is unreachable ({reason}); start the server "
             "(see mlflow/README.md) or drop --tracking-uri to use the embedded store"

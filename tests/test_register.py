@@ -45,9 +45,17 @@ def blessing(root: Path, blessed: bool, champion_version: str | None):
     return publish(out, "test")
 
 
-def run_register(trained, root, uri, blessed, champion_version):
+def run_register(trained, root, uri, blessed, champion_version, variant=None):
+    """Registers the trained model; each ``variant`` (default: the root's name) stands for a
+    different network (another fingerprint), since the same network registers only once."""
+    import dataclasses
+
+    model = trained["model"]
+    variant = root.name if variant is None else variant
+    if variant:  # "" keeps the trained model's own fingerprint
+        model = dataclasses.replace(model, fingerprint=f"{model.fingerprint}-{variant}")
     inputs = {
-        "model": trained["model"],
+        "model": model,
         "examples": trained["pre"],
         "blessing": blessing(root / "blessing", blessed, champion_version),
     }

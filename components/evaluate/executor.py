@@ -23,19 +23,27 @@ from convflow.components.evaluate.spec import (
     EvaluateParams,
 )
 from convflow.components.examples import ExamplesInfo, read_split
+from convflow.components.registration import MODEL_FINGERPRINT_TAG
 from convflow.components.serving.mlflow_io import current_champion, load_served, tracking
 from convflow.components.serving.model import load_network, serving_model_for
 from convflow.components.tasks import EvalInputs, Task
 
 
-def evaluate_champion(task: Task, model_name: str, images, targets, class_names, batch_size):
-    """The champion's blessing metric on the same raw images, or None without a champion.
+def evaluate_champion(
+    task: Task, model_name: str, images, targets, class_names, batch_size, fingerprint=None
+):
+    """The champion's blessing metric on the same raw images, or None without a champion
+    (or when the champion is this very model, ``fingerprint``: it is not compared with
+    itself, as after a re-run for a report-only setting).
 
     Raises:
         ComponentError: the champion does not load, or predicts other classes.
     """
     version = current_champion(model_name)
     if version is None:
+        return None
+    if fingerprint and version.tags.get(MODEL_FINGERPRINT_TAG) == fingerprint:
+        print(f"evaluate: @champion (version {version.version}) is this model; not compared")
         return None
     uri = f"models:/{model_name}/{version.version}"
     try:
@@ -95,6 +103,7 @@ def _champion(ctx: Context, p: EvaluateParams, inputs: EvalInputs) -> ChampionRe
             inputs.raw_targets,
             inputs.class_names,
             p.batch_size,
+            ctx.inputs["model"].fingerprint,
         )
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from convflow.components.base import RAW_EXAMPLES, declare, param
 from convflow.components.images import parse_colour
+from convflow.components.ingest import sources
 from convflow.components.ingest.scenes import SceneParams
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
@@ -126,4 +127,5 @@ ingest = declare(
     inputs={},
     outputs={"examples": RAW_EXAMPLES},
     params=Params,
+    source=sources.fingerprint,
 )

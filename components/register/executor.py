@@ -15,6 +15,7 @@ from convflow.components.base import ComponentError, Context
 from convflow.components.examples import ExamplesInfo
 from convflow.components.promotion import alias_version, move_alias, promote
 from convflow.components.register.spec import BLESSING_FILE, REGISTRATION_FILE
+from convflow.components.registration import MODEL_FINGERPRINT_TAG, find_version
 from convflow.components.serving import CHALLENGER, CHAMPION
 from convflow.components.serving.mlflow_io import (
     lineage_tags,
@@ -43,6 +44,26 @@ def read_blessing(ctx: Context) -> dict:
     return json.loads(path.read_text())
 
 
+def _create_version(ctx: Context, client, name: str, examples, tags: dict):
+    """Logs the served model to the step's run and registers it; (version, logged URI)."""
+    # The evaluate step's served post-processing (detection's NMS thresholds), so the
+    # registered model is the one that was evaluated.
+    settings = ctx.inputs["blessing"].properties.get("serving_settings")
+    serving = serving_model_for(ctx.inputs["model"], examples, ctx.task, settings)
+    with step_run(ctx.tracker.run_id):
+        class_names = ExamplesInfo.of(examples).class_names
+        logged_uri = log_serving_model(serving, class_names, ctx.task).model_uri
+    mv = mlflow.register_model(
+        logged_uri,
+        name,
+        await_registration_for=ctx.params.await_registration_s,
+        tags=tags,
+    )
+    if ctx.params.description:
+        client.update_model_version(name, mv.version, description=ctx.params.description)
+    return mv, logged_uri
+
+
 def run(ctx: Context) -> None:
     """Logs the served model to the step's run and registers it under pipeline.model_name.
 
@@ -54,26 +75,19 @@ def run(ctx: Context) -> None:
         raise ComponentError("pipeline.model_name is not set; name the registered model there")
     blessing = read_blessing(ctx)
     examples = ctx.inputs["examples"]
-    # The evaluate step's served post-processing (detection's NMS thresholds), so the
-    # registered model is the one that was evaluated.
-    settings = ctx.inputs["blessing"].properties.get("serving_settings")
-    serving = serving_model_for(ctx.inputs["model"], examples, ctx.task, settings)
     tags = lineage_tags(ctx.pipeline, examples.fingerprint, blessing["blessed"])
     tags["convflow.blessing"] = "; ".join(blessing.get("reasons", []))[:5000]
+    fingerprint = ctx.inputs["model"].fingerprint
+    tags[MODEL_FINGERPRINT_TAG] = fingerprint
 
     with tracking(ctx.pipeline.get("tracking_uri")):
-        with step_run(ctx.tracker.run_id):
-            class_names = ExamplesInfo.of(examples).class_names
-            info = log_serving_model(serving, class_names, ctx.task)
-        mv = mlflow.register_model(
-            info.model_uri,
-            name,
-            await_registration_for=ctx.params.await_registration_s,
-            tags=tags,
-        )
         client = MlflowClient()
-        if ctx.params.description:
-            client.update_model_version(name, mv.version, description=ctx.params.description)
+        mv = find_version(client, name, fingerprint)
+        reused = mv is not None
+        if reused:  # registered before (a crash before the aliases, or a re-run): reuse it
+            logged_uri = mv.source
+        else:
+            mv, logged_uri = _create_version(ctx, client, name, examples, tags)
         run_id, trigger = ctx.pipeline.get("run_id", ""), ctx.pipeline.get("trigger", "")
         move_alias(
             client,
@@ -88,15 +102,20 @@ def run(ctx: Context) -> None:
         promoted, reason = promote(
             client, name, str(mv.version), blessing, run_id=run_id, trigger=trigger
         )
+        is_champion = alias_version(client, name, CHAMPION) == str(mv.version)
+        if is_champion and not promoted:
+            reason = f"already champion (version {mv.version})"
         client.set_model_version_tag(name, mv.version, "convflow.promotion", reason)
-        aliases = [CHALLENGER, *([CHAMPION] if promoted else [])]
+        aliases = [CHALLENGER, *([CHAMPION] if is_champion else [])]
         registry_uri = mlflow.get_registry_uri()
 
     record = {
         "model_name": name,
         "version": str(mv.version),
         "model_uri": f"models:/{name}/{mv.version}",
-        "logged_model_uri": info.model_uri,
+        "logged_model_uri": logged_uri,
+        "model_fingerprint": fingerprint,
+        "reused": reused,
         "aliases": aliases,
         "blessed": bool(blessing["blessed"]),
         "promoted": promoted,
@@ -112,4 +131,5 @@ def run(ctx: Context) -> None:
     ctx.outputs["registration"].properties.update(
         {k: record[k] for k in ("model_name", "version", "model_uri", "aliases", "promoted")}
     )
-    print(f"register: {name} version {mv.version} -> @{', @'.join(aliases)} ({reason})")
+    how = "reused" if reused else "created"
+    print(f"register: {name} version {mv.version} ({how}) -> @{', @'.join(aliases)} ({reason})")

@@ -18,8 +18,7 @@ from convflow.components.base import (
     declare,
     param,
 )
-
-REGISTRATION_FILE = "registration.json"
+from convflow.components.registration import REGISTRATION_FILE, effect_gone
 
 
 @dataclass(frozen=True)
@@ -39,6 +38,7 @@ register = declare(
     outputs={"registration": REGISTRATION},
     params=RegisterParams,
     key_facts=("model_name", "tracking_uri"),
+    effect=effect_gone,
 )
 
 __all__ = ["BLESSING_FILE", "REGISTRATION_FILE", "RegisterParams", "register"]

@@ -78,10 +78,25 @@ def build_serving_model(
     """
     channels = preprocessor.inputs[0].shape[-1]
     inputs = keras.Input((None, None, channels), dtype=preprocessor.inputs[0].dtype, name="image")
-    logits = network(preprocessor(inputs))
+    # Some backend kernels (TF's convolutions) fail on an empty batch: one blank image is
+    # appended and its row dropped from every output, so N=0 gives empty outputs of the
+    # right shape.
+    padded = keras.layers.Lambda(_append_blank, name="append_blank")(inputs)
+    logits = network(preprocessor(padded))
     extra = {} if settings is None else {"settings": settings}
-    outputs = task.serving_outputs(inputs, logits, transform, **extra)
+    outputs = task.serving_outputs(padded, logits, transform, **extra)
+    outputs = keras.tree.map_structure(keras.layers.Lambda(_drop_last), outputs)
     return keras.Model(inputs, outputs, name="serving")
+
+
+def _append_blank(images):
+    shape = keras.ops.shape(images)
+    blank = keras.ops.zeros((1, shape[1], shape[2], shape[3]), images.dtype)
+    return keras.ops.concatenate([images, blank])
+
+
+def _drop_last(batch):
+    return batch[: keras.ops.shape(batch)[0] - 1]
 
 
 def load_network(model_artifact: Artifact):
