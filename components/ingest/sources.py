@@ -1,7 +1,8 @@
 """The fingerprint of the data ingest reads, for its cache key (light: no TF, no Beam).
 
-Every file a source step may read is listed: the IDX files, everything below an image
-folder, a TFDS dataset's prepared directory (its version is a folder name, so a new version
+Every file a source step may read is listed, by the same ``fingerprint.source_files`` the
+scheduler's data trigger polls: the IDX files, everything below an image folder (dot-files
+aside), a TFDS dataset's prepared directory (its version is a folder name, so a new version
 is a new listing). With ``ingest.fingerprint: stat`` each file enters as (size, mtime in
 ns), which costs one ``stat`` per file; with ``content`` as the sha256 of its bytes. A
 source kind not named here is covered by every path-like string param it has (a value
@@ -14,51 +15,41 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from convflow.components.ingest.fingerprint import source_files
 
 LISTED = 200  # up to this many files are kept by name, so a cache miss can name them
 
 
-def _paths(params: Any) -> Iterator[Path]:
-    """The existing files and folders the configured source reads."""
-    source = getattr(params, "source", None)
+def _files(params: Any) -> list[Path]:
+    """Every file the configured source makes ingest read (missing ones included)."""
+    if getattr(params, "source", None) in ("idx", "folder", "tfds"):
+        return source_files(params)  # the same listing the scheduler polls
+    # another kind (scenes built from the IDX files, masks, boxes): IDX + path-like params
     idx = [getattr(params.idx, f.name) for f in dataclasses.fields(params.idx)]
-    if source == "idx":
-        candidates = idx
-    elif source == "tfds":
-        data_dir = params.tfds_data_dir or os.environ.get("TFDS_DATA_DIR")
-        candidates = [str(Path(data_dir or Path.home() / "tensorflow_datasets") / params.tfds_name)]
-    elif source == "folder":
-        candidates = [params.folder]
-    else:  # another kind (scenes built from the IDX files, masks, boxes): IDX + path params
-        candidates = idx + [
-            getattr(params, f.name)
-            for f in dataclasses.fields(params)
-            if not f.name.startswith("tfds")
-            and isinstance(getattr(params, f.name), str)
-            and _looks_like_path(f.name, getattr(params, f.name))
-        ]
-    for value in candidates:
-        if isinstance(value, str) and value and Path(value).exists():
-            yield Path(value)
+    named = [
+        getattr(params, f.name)
+        for f in dataclasses.fields(params)
+        if not f.name.startswith("tfds")
+        and isinstance(getattr(params, f.name), str)
+        and _looks_like_path(f.name, getattr(params, f.name))
+    ]
+    out: list[Path] = []
+    for value in idx + named:
+        root = Path(value)
+        if root.is_dir():
+            out += [Path(d) / f for d, _, files in os.walk(root) for f in files]
+        elif value:
+            out.append(root)
+    return sorted(out)
 
 
 def _looks_like_path(name: str, value: str) -> bool:
     # "source: idx" must not pick up a file called idx in the working directory.
     hints = ("dir", "path", "file", "folder", "root", "images", "labels", "masks", "annotations")
     return os.sep in value or any(h in name for h in hints)
-
-
-def _files(root: Path) -> Iterator[Path]:
-    if root.is_file():
-        yield root
-        return
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames):
-            yield Path(dirpath) / name
 
 
 def _entry(path: Path, how: str) -> tuple[int, str]:
@@ -82,12 +73,11 @@ def fingerprint(params: Any) -> dict[str, Any]:
     """
     how = getattr(params, "fingerprint", "stat")
     listing: dict[str, list] = {}
-    for root in sorted(set(_paths(params))):
-        for f in _files(root):
-            try:
-                listing[str(f.absolute())] = list(_entry(f, how))
-            except OSError:  # vanished or unreadable while listing: ingest will say so
-                listing[str(f.absolute())] = [-1, "unreadable"]
+    for f in _files(params):
+        try:
+            listing[str(f.absolute())] = list(_entry(f, how))
+        except OSError:  # missing or unreadable: ingest will say so; appearing later counts
+            listing[str(f.absolute())] = [-1, "missing"]
     blob = json.dumps(sorted(listing.items())).encode()
     return {
         "how": how,
