@@ -17,9 +17,9 @@ import keras
 from convflow.components import tasks
 from convflow.components.base import ComponentError, Context
 from convflow.components.examples import read_split
-from convflow.components.train import MODEL_FILE, data, optim, plots, runtime
+from convflow.components.train import MODEL_FILE, data, multiworker, optim, plots, runtime
 from convflow.components.train.checkpoint import EpochCheckpoint, load_state
-from convflow.components.train.spec import TrainParams, model_kwargs_for
+from convflow.components.train.spec import MULTI_WORKER, TrainParams, model_kwargs_for
 from convflow.models import zoo
 from convflow.models.initializers import init_first_conv
 
@@ -124,7 +124,7 @@ class _Plan:
         return self.state["epochs_done"] if self.state else 0
 
 
-def _plan(ctx: Context) -> _Plan:
+def plan_run(ctx: Context) -> _Plan:
     examples = ctx.inputs["examples"]
     input_shape, num_classes = data.check_examples(examples)
     has_validation = data.split_count(examples, "validation") > 0
@@ -160,11 +160,13 @@ def _fit(ctx: Context, plan: _Plan, model, checkpoint) -> float:
             examples, "validation", plan.num_classes, p.batch_size, 1024, plan.task,
             p, model.outputs[0].shape,
         )  # fmt: skip
+        validation = runtime.distributable(validation, p.strategy)
+    train = data.train_dataset(
+        examples, p, plan.num_classes, plan.initial_epoch, plan.task, model.outputs[0].shape
+    )
     t0 = time.perf_counter()
     model.fit(
-        data.train_dataset(
-            examples, p, plan.num_classes, plan.initial_epoch, plan.task, model.outputs[0].shape
-        ),
+        runtime.distributable(train, p.strategy),
         epochs=p.epochs,
         initial_epoch=plan.initial_epoch,
         steps_per_epoch=plan.steps,
@@ -174,6 +176,39 @@ def _fit(ctx: Context, plan: _Plan, model, checkpoint) -> float:
         shuffle=False,  # the dataset is already shuffled per (seed, epoch)
     )
     return time.perf_counter() - t0
+
+
+@dataclass
+class Fitted:
+    """What a fit leaves: the model and its checkpoint callback (history, early stopping)."""
+
+    model: keras.Model
+    checkpoint: EpochCheckpoint
+    fit_seconds: float
+    restored: bool
+
+
+def fit_in_scope(ctx, plan: _Plan, strategy, precision: str, save_dir: Path, on_epoch) -> Fitted:
+    """Builds (or resumes from ``plan.ckpt_dir``) and fits the model under ``strategy``.
+
+    Args:
+        save_dir: where this process checkpoints: ``plan.ckpt_dir``, or a non-chief worker's
+            own scratch.
+        on_epoch: ``on_epoch(epoch, logs)`` after each epoch's checkpoint, or None.
+    """
+    p = plan.params
+    examples = ctx.inputs["examples"]
+    with runtime.dtype_policy(precision), strategy.scope():
+        model = _compiled_model(
+            p, plan.task, plan.input_shape, plan.num_classes, plan.steps, plan.state,
+            plan.ckpt_dir, examples,
+        )  # fmt: skip
+        if p.strategy == MULTI_WORKER:
+            runtime.multi_worker_keras(model)
+        checkpoint = EpochCheckpoint(save_dir, p.early_stopping, plan.state, on_epoch)
+        fit_seconds = _fit(ctx, plan, model, checkpoint)
+        restored = checkpoint.restore_best()
+    return Fitted(model, checkpoint, fit_seconds, restored)
 
 
 def _write_files(ctx: Context, model, history: dict) -> None:
@@ -213,31 +248,25 @@ def run(ctx: Context) -> None:
     Raises:
         ComponentError: untransformed or empty Examples, a bad model or monitor setting.
     """
-    plan = _plan(ctx)
+    plan = plan_run(ctx)
     p = plan.params
     precision = runtime.resolve_precision(p.precision)
     runtime.seed_everything(p.seed, p.deterministic)
-    strategy = runtime.make_strategy(p.strategy)
 
     def log_epoch(epoch, logs):
         ctx.log_metrics(logs, step=epoch + 1)
         if not ctx.show_progress:  # logs and cron: one line per epoch instead of bars
             print(epoch_line(epoch + 1, p.epochs, logs), flush=True)
 
-    with runtime.dtype_policy(precision), strategy.scope():
-        model = _compiled_model(
-            p,
-            plan.task,
-            plan.input_shape,
-            plan.num_classes,
-            plan.steps,
-            plan.state,
-            plan.ckpt_dir,
-            ctx.inputs["examples"],
-        )
-        checkpoint = EpochCheckpoint(plan.ckpt_dir, p.early_stopping, plan.state, log_epoch)
-        fit_seconds = _fit(ctx, plan, model, checkpoint)
-        restored = checkpoint.restore_best()
+    if p.strategy == MULTI_WORKER:
+        # Worker processes train one model; this process forwards the chief's epochs to MLflow
+        # and publishes the chief's model.
+        fitted = multiworker.fit_on_workers(ctx, precision, log_epoch)
+    else:
+        strategy = runtime.make_strategy(p.strategy)
+        fitted = fit_in_scope(ctx, plan, strategy, precision, plan.ckpt_dir, log_epoch)
+    model, checkpoint = fitted.model, fitted.checkpoint
+    fit_seconds, restored = fitted.fit_seconds, fitted.restored
 
     history = checkpoint.history
     _write_files(ctx, model, history)

@@ -64,7 +64,8 @@ def make_strategy(name: str):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker_mirrored":
-        # Reads the cluster from TF_CONFIG; a lone worker is a valid (1-worker) cluster.
+        # Reads the cluster from TF_CONFIG (set per worker by train/multiworker.py). It must be
+        # created before the process runs any other TF op.
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ComponentError(
         f"train.strategy={name!r} is unknown; use default, mirrored or multi_worker_mirrored"
@@ -88,3 +89,47 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         tf.random.set_seed(SEED_ZERO_TF_SEED)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+
+
+def distributable(dataset, strategy: str):
+    """Multi-worker: every worker reads the files and keeps its share of each global batch.
+
+    TF's default (AUTO) tries to shard by file first, and a split of fewer files than
+    workers would leave a worker without data.
+    """
+    if strategy != "multi_worker_mirrored":
+        return dataset
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
+
+
+def multi_worker_keras(model) -> None:
+    """Lets Keras 3's ``fit`` run under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+
+    Keras 3.15 fails twice there: its symbolic build reduces a whole data batch with
+    ``strategy.reduce`` (MWMS cannot reduce a nested structure), and its "mean" reduction of
+    the per-worker metrics passes ``axis=0`` for scalars. Forgetting the model's captured
+    strategy defers the build to tracing (Keras's own path without a strategy; ``fit`` runs
+    inside ``strategy.scope()``, so every step still runs on it), and the metrics are
+    all-reduced with a plain MEAN, so every worker sees the same global loss and accuracy and
+    takes the same early-stopping decision.
+    """
+    from keras.src.backend.tensorflow import trainer
+
+    model._distribute_strategy = None
+    if getattr(trainer.reduce_per_replica, "_convflow", False):
+        return
+    original = trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
+            import tensorflow as tf
+
+            return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._convflow = True
+    trainer.reduce_per_replica = reduce_per_replica

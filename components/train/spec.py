@@ -12,7 +12,8 @@ from convflow.models import catalog
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
+MULTI_WORKER = "multi_worker_mirrored"
+STRATEGIES = ("default", "mirrored", MULTI_WORKER)
 # models/initializers.py's names (that module imports keras; validate must not). A test
 # checks that the two lists agree.
 FIRST_LAYER_INITS = ("bilinear", "conv_identity", "edge", "gabor", "kmeans", "sobel")
@@ -110,6 +111,9 @@ class TrainParams:
     early_stopping: EarlyStoppingParams = field(default_factory=EarlyStoppingParams)
     precision: str = param("auto", help="dtype policy; auto picks per device", choices=PRECISIONS)
     strategy: str = param("default", help="tf.distribute strategy", choices=STRATEGIES)
+    workers: int = param(
+        2, help="multi_worker_mirrored: worker processes launched on loopback", min=1, max=64
+    )
     seed: int = param(42, help="seed for weights, shuffling and augmentation", min=0)
     deterministic: bool = param(False, help="turn on TF op determinism (slower)")
     shuffle_buffer: int = param(
