@@ -13,6 +13,19 @@ DATA=${MLFLOW_DATA:-$PWD/mlflow-server}
 HOST=${MLFLOW_HOST:-127.0.0.1}        # loopback unless told otherwise
 PORT=${MLFLOW_PORT:-5000}
 BACKEND=${MLFLOW_BACKEND:-sqlite:///$DATA/mlflow.db}
+# PostgreSQL, a database many users share: MLFLOW_BACKEND=postgresql://USER:PW@HOST:5432/DB and
+# convflow's `postgres` extra (psycopg2-binary). SQLAlchemy 2.1 reads a bare postgresql:// as
+# psycopg 3, so the URL is pinned to psycopg2 here. Artifacts (MLFLOW_ARTIFACTS, proxied by the
+# server, so clients need no storage credentials): a local or shared folder (default),
+# s3://bucket/path (boto3), gs://bucket/path (google-cloud-storage), wasbs://... (azure-storage-blob).
+if [[ "$BACKEND" == postgresql://* || "$BACKEND" == postgres://* ]]; then
+  BACKEND="postgresql+psycopg2://${BACKEND#*://}"
+fi
+if [[ "$BACKEND" == postgresql+psycopg2://* ]] &&
+  ! "$(dirname "$(command -v mlflow)")/python" -c "import psycopg2" 2>/dev/null; then
+  echo "error: MLFLOW_BACKEND is PostgreSQL (...@${BACKEND##*@}) but psycopg2 is missing: pip install -e '.[postgres]'" >&2
+  exit 2
+fi
 ARTIFACTS=${MLFLOW_ARTIFACTS:-$DATA/artifacts}   # or s3://bucket/path, gs://bucket/path
 AUTH=${MLFLOW_AUTH:-0}
 MLFLOW_BIN=$(command -v mlflow || true)

@@ -12,6 +12,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,17 +95,19 @@ def postgres_bin(name: str) -> str:
 
 
 @contextlib.contextmanager
-def postgres_server(root: Path) -> Iterator[str]:
-    """A throw-away PostgreSQL cluster (initdb in ``root``) on a free loopback port.
+def postgres_server() -> Iterator[str]:
+    """A throw-away PostgreSQL cluster (initdb in a temporary folder) on a free loopback port.
 
     PostgreSQL refuses to run as root, so as root the cluster belongs to ``postgres`` (the
-    user Debian's package creates), else to the current user.
+    user Debian's package creates), else to the current user. Its folder is a fresh one in
+    the system's temp dir, since pytest's (mode 700, root's) cannot be entered by ``postgres``.
 
     Yields:
-        A SQLAlchemy URL, ``postgresql://convflow@127.0.0.1:PORT/mlflow``.
+        A database URL, ``postgresql://convflow@127.0.0.1:PORT/mlflow``.
     """
-    data, sock = root / "pgdata", root / "pgsock"
-    sock.mkdir(parents=True)
+    root = Path(tempfile.mkdtemp(prefix="convflow-pg-"))
+    data, sock = root / "pgdata", root / "sock"
+    sock.mkdir()
     port = free_port()
     as_user: list[str] = []
     if os.geteuid() == 0:
@@ -116,16 +120,58 @@ def postgres_server(root: Path) -> Iterator[str]:
     env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
 
     def run(*args: str) -> None:
-        subprocess.run([*as_user, *args], check=True, capture_output=True, env=env, cwd=root)
+        done = subprocess.run([*as_user, *args], capture_output=True, text=True, env=env, cwd=root)
+        if done.returncode:
+            raise RuntimeError(f"{' '.join(args[:1])} failed: {done.stdout}{done.stderr}")
 
-    run(postgres_bin("initdb"), "-D", str(data), "-U", "convflow", "--auth=trust", "-E", "UTF8")
-    options = f"-h 127.0.0.1 -p {port} -k {sock} -c max_connections=200 -c fsync=off"
     ctl = postgres_bin("pg_ctl")
-    run(ctl, "-D", str(data), "-l", str(root / "postgres.log"), "-o", options, "-w", "start")
     try:
-        run(
-            postgres_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "convflow", "mlflow"
-        )
-        yield f"postgresql://convflow@127.0.0.1:{port}/{DB}"
+        run(postgres_bin("initdb"), "-D", str(data), "-U", "convflow", "--auth=trust", "-E", "UTF8")
+        options = f"-h 127.0.0.1 -p {port} -k {sock} -c max_connections=200 -c fsync=off"
+        run(ctl, "-D", str(data), "-l", str(root / "postgres.log"), "-o", options, "-w", "start")
+        try:
+            run(postgres_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "convflow", DB)
+            yield f"postgresql://convflow@127.0.0.1:{port}/{DB}"
+        finally:
+            run(ctl, "-D", str(data), "-m", "immediate", "-w", "stop")
     finally:
-        run(ctl, "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def mlflow_server(root: Path, backend: str) -> Iterator[str]:
+    """``mlflow/server.sh`` with ``MLFLOW_BACKEND=backend`` on a free loopback port.
+
+    Yields:
+        The tracking URI, ``http://127.0.0.1:PORT``.
+    """
+    import urllib.request
+
+    from conftest import REPO
+
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {
+        **os.environ,
+        "PATH": f"{PYTHON_BIN}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_PORT": str(port),
+        "MLFLOW_DATA": str(root),
+        "MLFLOW_BACKEND": backend,
+    }
+    proc = _start(["bash", str(REPO / "mlflow" / "server.sh"), "--workers", "2"], root / "log", env)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server did not start: {(root / 'log').read_text()}")
+            time.sleep(0.5)
+        yield uri
+    finally:
+        _stop(proc)

@@ -92,7 +92,7 @@ def epochs_done(work_dir: Path) -> int:
     return json.loads(path.read_text())["epochs_done"] if path.exists() else 0
 
 
-def _forward(path: Path, seen: int, on_epoch, show_progress: bool, epochs: int) -> int:
+def _forward(path: Path, seen: int, on_epoch) -> int:
     """Hands the chief's new per-epoch logs to ``on_epoch``; returns how many were handled."""
     if not path.exists():
         return seen
@@ -102,9 +102,6 @@ def _forward(path: Path, seen: int, on_epoch, show_progress: bool, epochs: int) 
     for line in complete[seen:]:
         row = json.loads(line)
         on_epoch(row["epoch"], row["logs"])
-        if show_progress:
-            shown = " ".join(f"{k}={v:.4g}" for k, v in sorted(row["logs"].items()))
-            print(f"train: epoch {row['epoch'] + 1}/{epochs} {shown}", flush=True)
     return len(complete)
 
 
@@ -123,10 +120,10 @@ def _death(run_dir: Path, work_dir: Path, index: int, proc, epochs: int, n: int)
     )
 
 
-def _wait(procs, run_dir: Path, work_dir: Path, p, on_epoch, show_progress: bool) -> None:
+def _wait(procs, run_dir: Path, work_dir: Path, p, on_epoch) -> None:
     seen = 0
     while True:
-        seen = _forward(run_dir / EPOCHS_FILE, seen, on_epoch, show_progress, p.epochs)
+        seen = _forward(run_dir / EPOCHS_FILE, seen, on_epoch)
         codes = [proc.poll() for proc in procs]
         failed = [i for i, code in enumerate(codes) if code not in (None, 0)]
         if failed:
@@ -136,7 +133,7 @@ def _wait(procs, run_dir: Path, work_dir: Path, p, on_epoch, show_progress: bool
                 _death(run_dir, work_dir, failed[0], procs[failed[0]], p.epochs, len(procs))
             )
         if all(code == 0 for code in codes):
-            _forward(run_dir / EPOCHS_FILE, seen, on_epoch, show_progress, p.epochs)
+            _forward(run_dir / EPOCHS_FILE, seen, on_epoch)
             return
         time.sleep(0.2)
 
