@@ -21,16 +21,16 @@ BACKEND=${MLFLOW_BACKEND:-sqlite:///$DATA/mlflow.db}
 if [[ "$BACKEND" == postgresql://* || "$BACKEND" == postgres://* ]]; then
   BACKEND="postgresql+psycopg2://${BACKEND#*://}"
 fi
-if [[ "$BACKEND" == postgresql+psycopg2://* ]] &&
-  ! "$(dirname "$(command -v mlflow)")/python" -c "import psycopg2" 2>/dev/null; then
-  echo "error: MLFLOW_BACKEND is PostgreSQL (...@${BACKEND##*@}) but psycopg2 is missing: pip install -e '.[postgres]'" >&2
-  exit 2
-fi
 ARTIFACTS=${MLFLOW_ARTIFACTS:-$DATA/artifacts}   # or s3://bucket/path, gs://bucket/path
 AUTH=${MLFLOW_AUTH:-0}
 MLFLOW_BIN=$(command -v mlflow || true)
 if [[ -z "$MLFLOW_BIN" ]]; then
   echo "error: the mlflow command is not on PATH; activate convflow's virtualenv (.venv/bin)" >&2
+  exit 2
+fi
+if [[ "$BACKEND" == postgresql+psycopg2://* ]] &&
+  ! "$(dirname "$MLFLOW_BIN")/python" -c "import psycopg2" 2>/dev/null; then
+  echo "error: MLFLOW_BACKEND is PostgreSQL (...@${BACKEND##*@}) but psycopg2 is missing: pip install -e '.[postgres]'" >&2
   exit 2
 fi
 args=(--host "$HOST" --port "$PORT" --backend-store-uri "$BACKEND" --artifacts-destination "$ARTIFACTS")
