@@ -157,7 +157,9 @@ def _cmd_predict(args) -> int:
         print(f"error: no MLflow store to load the model from: {where}", file=sys.stderr)
         return EXIT_USAGE
     with tracking(uri):
-        code = predict(args.model or DEFAULT_MODEL_URI, args.images, trust=args.trust_model)
+        code = predict(
+            args.model or DEFAULT_MODEL_URI, args.images, trust=args.trust_model, out_dir=args.out
+        )
     if code == 2:  # the model did not load: say which store was asked
         print(f"(looked in {where})", file=sys.stderr)
     return code
@@ -245,6 +247,13 @@ def parser() -> argparse.ArgumentParser:
         "--trust-model",
         action="store_true",
         help="load a model convflow did not log (its MLmodel may run code: trusted models only)",
+    )
+    pred.add_argument(
+        "--out",
+        default="predictions",
+        metavar="DIR",
+        help="where a task that draws its answer (segmentation: mask + overlay PNGs) writes "
+        "them (default: ./predictions; inputs are never overwritten)",
     )
     pred.set_defaults(fn=_cmd_predict)
     scheduling.add_parser(sub, with_config)

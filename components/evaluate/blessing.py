@@ -42,6 +42,7 @@ def decide(
     tolerance: float,
     metric: str = "accuracy",
     compared: bool = True,
+    threshold_name: str = "min_accuracy",
 ) -> Blessing:
     """Blesses when every threshold passes and the challenger does not lose to the champion.
 
@@ -54,14 +55,15 @@ def decide(
         tolerance: the challenger may trail the champion's ``metric`` by at most this much.
         metric: the task's blessing metric (higher is better).
         compared: False when comparing with the champion was turned off; the reasons say so.
+        threshold_name: the setting that holds ``min_accuracy``, for the reasons' text.
     """
     ok, reasons = True, []
     acc, loss = metrics[metric], metrics["loss"]
     if acc >= min_accuracy:
-        reasons.append(f"{metric} {acc:.4f} >= min_accuracy {min_accuracy:.4f}")
+        reasons.append(f"{metric} {acc:.4f} >= {threshold_name} {min_accuracy:.4f}")
     else:
         ok = False
-        reasons.append(f"{metric} {acc:.4f} < min_accuracy {min_accuracy:.4f}")
+        reasons.append(f"{metric} {acc:.4f} < {threshold_name} {min_accuracy:.4f}")
     if max_loss is not None:
         if loss <= max_loss:
             reasons.append(f"loss {loss:.4f} <= max_loss {max_loss:.4f}")

@@ -129,6 +129,7 @@ def run(ctx: Context) -> None:
         tolerance=p.champion_tolerance,
         metric=task.blessing_metric,
         compared=p.compare_with_champion,
+        threshold_name=THRESHOLDS[task.blessing_metric],
     )
     results["blessed"] = float(blessing.blessed)
 

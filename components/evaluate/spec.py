@@ -22,7 +22,7 @@ from convflow.components.examples.io import SPLITS
 
 METRICS_FILE, PER_CLASS_FILE = "metrics.json", "per_class.json"
 # The threshold setting of each task's blessing metric.
-THRESHOLDS = {"accuracy": "min_accuracy", "map50": "min_map50"}
+THRESHOLDS = {"accuracy": "min_accuracy", "mean_iou": "min_miou", "map50": "min_map50"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,9 @@ class EvaluateParams:
     top_k: int = param(3, help="k of the top-k accuracy", min=1)
     batch_size: int = param(1024, help="evaluation batch size", min=1)
     min_accuracy: float = param(0.0, help="bless only at or above this accuracy", min=0.0, max=1.0)
+    min_miou: float = param(
+        0.0, help="segmentation: bless only at or above this mean IoU", min=0.0, max=1.0
+    )
     min_map50: float = param(
         0.0, help="detection: bless only at or above this mAP@0.5", min=0.0, max=1.0
     )

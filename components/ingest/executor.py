@@ -12,8 +12,8 @@ import numpy as np
 from convflow.components import examples
 from convflow.components.base import ComponentError, Context
 from convflow.components.examples import ExamplesInfo
-from convflow.components.ingest import box_ingest, folder, idx, tfds_source
-from convflow.components.ingest.spec import BOX_SOURCES, REJECTED_FILE, Params
+from convflow.components.ingest import box_ingest, folder, idx, mask_ingest, tfds_source
+from convflow.components.ingest.spec import BOX_SOURCES, MASK_SOURCES, REJECTED_FILE, Params
 from convflow.components.ingest.split import maybe_stack, stratified_sample, stratified_split, take
 
 
@@ -46,6 +46,18 @@ def _carries_boxes(task, p: Params) -> bool:
         raise ComponentError(
             f"ingest.source={p.source!r} has no boxes; a {task.name} pipeline reads one of "
             f"{', '.join(BOX_SOURCES)}"
+        )
+    return True
+
+
+def _carries_masks(task, p: Params) -> bool:
+    """Whether the task's records hold a mask (then the source must be a mask source)."""
+    if not any(f.name == "mask" for f in task.target_features):
+        return False
+    if p.source not in MASK_SOURCES:
+        raise ComponentError(
+            f"ingest.source={p.source!r} has no masks; a {task.name} pipeline reads one of "
+            f"{', '.join(MASK_SOURCES)}"
         )
     return True
 
@@ -115,15 +127,19 @@ def run(ctx: Context) -> None:
     p: Params = ctx.params
     task = ctx.task
     out = ctx.outputs["examples"]
-    boxes = _carries_boxes(task, p)
-    if boxes:
-        names, splits, rejected = box_ingest.read(p, ctx.progress)
+    boxes, masks = _carries_boxes(task, p), _carries_masks(task, p)
+    if boxes or masks:
+        reader = box_ingest if boxes else mask_ingest
+        names, splits, rejected = reader.read(p, ctx.progress)
         extra = {}
     else:
         names, splits, rejected, extra = _read_source(p, ctx)
     accepted = sum(len(labels) for _, labels in splits.values())
     _check_rejections(rejected, accepted, p, ctx)
-    splits = _box_targets(box_ingest.carve(splits, p), task) if boxes else _carve(splits, p)
+    if boxes:
+        splits = _box_targets(box_ingest.carve(splits, p), task)
+    else:
+        splits = mask_ingest.carve(splits, p) if masks else _carve(splits, p)
     entries, histogram = {}, {}
     for split, (images, labels) in ctx.progress(
         splits.items(), total=len(splits), desc="write shards"

@@ -24,7 +24,12 @@ def source_files(params) -> list[Path]:
         return [
             Path(p) for p in (idx.train_images, idx.train_labels, idx.test_images, idx.test_labels)
         ]
-    if params.source == "folder":
+    if params.source == "scenes":
+        root = Path(params.scenes.idx_dir)
+        names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte")
+        names += ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+        return [root / f"{n}.gz" for n in names] + [root / n for n in names]
+    if params.source in ("folder", "mask_folder", "voc_segmentation"):
         root = Path(params.folder)
         found = []
         for folder, dirs, files in os.walk(root):

@@ -28,7 +28,11 @@ FASHION_MNIST_CLASSES = [
 ]
 # Sources of records with boxes (detection), see components/ingest/box_ingest.py.
 BOX_SOURCES = ("scenes", "coco", "voc_detection", "yolo_txt")
-SOURCES = ("idx", "tfds", "folder", *BOX_SOURCES)
+# Sources of records with a mask (segmentation), see components/ingest/mask_ingest.py.
+MASK_SOURCES = ("scenes", "mask_folder", "voc_segmentation", "tfds_segmentation")
+SOURCES = ("idx", "tfds", "folder", *BOX_SOURCES, *MASK_SOURCES[1:])
+# Sources whose files are under ingest.folder.
+_FOLDER_SOURCES = ("folder", "coco", "voc_detection", "yolo_txt", "mask_folder", "voc_segmentation")
 SPLIT_NAMES = {
     "train": "train",
     "val": "validation",
@@ -63,10 +67,16 @@ class Params:
         tfds_data_dir: TFDS data_dir holding prepared data (None: TFDS's default).
         tfds_download: download and prepare when the data is not there (needs internet).
         folder: the image folder, for source "folder"; the COCO, Pascal VOC or YOLO-txt
-            root for "coco", "voc_detection", "yolo_txt" (components/ingest/box_ingest.py).
-        class_names: class names (index = class id) for the box sources; None takes the
-            source's own (COCO categories, classes.txt; VOC: its 20 classes).
-        scenes: the Fashion-MNIST scenes, for source "scenes" (detection's default data).
+            root for "coco", "voc_detection", "yolo_txt" (components/ingest/box_ingest.py);
+            the image/mask folder for "mask_folder"; the Pascal VOC root for
+            "voc_segmentation" (components/ingest/mask_ingest.py).
+        class_names: class names (index = class id, for masks the mask value) for the box
+            and mask sources; None takes the source's own (COCO categories, classes.txt;
+            VOC: its 20 detection / 21 segmentation classes).
+        scenes: the Fashion-MNIST scenes, for source "scenes" (the default data of
+            detection and segmentation).
+        tfds_mask_key: the mask feature of a "tfds_segmentation" dataset (None: the one
+            whose name holds "mask" or "segmentation").
         channels: one channel count for every image of a folder dataset: "majority" (the
             count most files decode to, ties to RGB), "grayscale" or "rgb".
         background: colour that transparent pixels are composited over (a Pillow colour
@@ -95,6 +105,7 @@ class Params:
     folder: str | None = param(None)
     class_names: list[str] | None = param(None)
     scenes: SceneParams = param(default_factory=SceneParams)
+    tfds_mask_key: str | None = param(None)
     channels: str = param("majority", choices=("majority", "grayscale", "rgb"))
     background: str = param("white")
     max_image_pixels: int | None = param(None, min=1)
@@ -109,7 +120,7 @@ class Params:
     shard_size: int = param(10_000, min=1)
 
     def __post_init__(self):
-        if self.source in ("folder", "coco", "voc_detection", "yolo_txt") and not self.folder:
+        if self.source in _FOLDER_SOURCES and not self.folder:
             raise ValueError(f"source {self.source!r} needs ingest.folder: the data directory")
         parse_colour(self.background)  # raises ValueError naming the value
         bad = sorted(

@@ -47,15 +47,48 @@ def read_image(
         raise ValueError(f"not a readable image ({reason})") from None
 
 
+def served_outputs(model, image: np.ndarray):
+    """The served model's outputs for one image (the batch axis dropped)."""
+    outputs = model.predict(image[None])
+    if isinstance(outputs, dict):
+        return {k: np.asarray(v)[0] for k, v in outputs.items()}
+    return np.asarray(outputs)[0]
+
+
 def describe(model, task, classes: Sequence[str], image: np.ndarray) -> str:
     """The task's one-line answer for one image (classification: class<TAB>probability)."""
-    outputs = model.predict(image[None])
-    first = (
-        {k: np.asarray(v)[0] for k, v in outputs.items()}
-        if isinstance(outputs, dict)
-        else (np.asarray(outputs)[0])
-    )
-    return task.describe_prediction(first, classes)
+    return task.describe_prediction(served_outputs(model, image), classes)
+
+
+class OutputFiles:
+    """Per-input file stems under ``--out DIR``: never an input's own path, never reused."""
+
+    def __init__(self, out_dir: str | os.PathLike, inputs: Iterable[str | os.PathLike]):
+        self.dir = Path(out_dir)
+        self._inputs = {Path(p).resolve() for p in inputs}
+        self._used: set[str] = set()
+
+    def stem(self, path: str | os.PathLike) -> str:
+        """A stem for ``path``'s outputs, numbered when two inputs share a name."""
+        base, n = Path(path).stem, 1
+        stem = base
+        while stem in self._used:
+            n += 1
+            stem = f"{base}_{n}"
+        self._used.add(stem)
+        return stem
+
+    def path(self, stem: str, suffix: str) -> Path:
+        """``DIR/<stem><suffix>``, the folder created.
+
+        Raises:
+            ValueError: the path is one of the inputs.
+        """
+        target = self.dir / f"{stem}{suffix}"
+        if target.resolve() in self._inputs:
+            raise ValueError(f"refusing to overwrite the input {target}; choose another --out")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        return target
 
 
 def predict(
@@ -64,10 +97,14 @@ def predict(
     out: TextIO | None = None,
     err: TextIO | None = None,
     trust: bool = False,
+    out_dir: str | os.PathLike = "predictions",
 ) -> int:
     """Runs the served model on each file; prints ``path<TAB>answer`` per file.
 
-    The answer is the task's (classification: ``class<TAB>probability``).
+    The answer is the task's (classification: ``class<TAB>probability``; segmentation: the
+    share of each class). A task that draws its answer (segmentation: a palette mask PNG and
+    an overlay PNG) writes it under ``out_dir`` as ``<input stem>_<kind>.png``, never over an
+    input, and the line ends with the files written.
 
     A file that cannot be read or classified gets one line on ``err`` naming it, and the
     others are still classified. A model that cannot be loaded, was not logged by convflow
@@ -88,10 +125,17 @@ def predict(
         return 2
     channels = model_channels(model)
     task = served_task(model)
+    paths = list(paths)
+    files = OutputFiles(out_dir, paths)
     failed = 0
     for path in paths:
         try:
-            answer = describe(model, task, classes, read_image(path, channels))
+            image = read_image(path, channels)
+            outputs = served_outputs(model, image)
+            answer = task.describe_prediction(outputs, classes)
+            written = task.save_prediction(image, outputs, classes, files, files.stem(path))
+            if written:
+                answer += "\t" + " ".join(str(f) for f in written)
         except Exception as e:
             failed += 1
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -10,9 +10,10 @@ from __future__ import annotations
 from convflow.components.tasks.base import EvalInputs, Evaluation, TargetFeature, Task, Window
 from convflow.components.tasks.classification import Classification
 from convflow.components.tasks.detection import Detection
+from convflow.components.tasks.segmentation import Segmentation
 
 DEFAULT = "classification"
-TASKS: dict[str, Task] = {t.name: t for t in (Classification(), Detection())}
+TASKS: dict[str, Task] = {t.name: t for t in (Classification(), Segmentation(), Detection())}
 
 
 def get(name: str) -> Task:

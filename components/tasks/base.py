@@ -154,11 +154,17 @@ class Task(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def loss(self, params: Any) -> Any:
-        """The keras loss on the network's logits; ``params`` is the train step's TrainParams."""
+    def loss(self, params: Any, examples: Any = None) -> Any:
+        """The keras loss on the network's logits.
+
+        Args:
+            params: the train step's TrainParams.
+            examples: the transformed Examples it trains on, for data-dependent weights
+                (segmentation's median-frequency class weights); None when not needed.
+        """
 
     @abc.abstractmethod
-    def metrics(self) -> list:
+    def metrics(self, num_classes: int | None = None) -> list:
         """Keras metrics logged every epoch (names without ``val_``)."""
 
     # --- evaluation ------------------------------------------------------------------
@@ -193,6 +199,22 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def output_specs(self, model) -> list[tuple[str, tuple[int, ...]]]:
         """(dtype, shape) of each served output, for the MLflow signature (-1: any size)."""
+
+    def save_prediction(self, image, outputs, class_names: Sequence[str], files, stem: str):
+        """Files ``convflow predict`` writes for one image (none by default).
+
+        Args:
+            image: the raw input, uint8 (H, W, C).
+            outputs: the served outputs for it (batch axis dropped).
+            class_names: class names, index = class id.
+            files: ``serving.predict.OutputFiles``; ``files.path(stem, suffix)`` gives a
+                path under ``--out`` that is never an input.
+            stem: this input's stem.
+
+        Returns:
+            The paths written.
+        """
+        return []
 
     @abc.abstractmethod
     def describe_prediction(self, outputs, class_names: Sequence[str]) -> str:

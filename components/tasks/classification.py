@@ -48,15 +48,21 @@ class Classification(Task):
 
         return tf.one_hot(target, num_classes, dtype=tf.float32)
 
-    def loss(self, params):
+    def loss(self, params, examples=None):
         import keras
+
+        if getattr(params, "class_weighting", "none") != "none":
+            raise ComponentError(
+                f"train.class_weighting={params.class_weighting!r} weighs pixels of a "
+                "segmentation task; for classification leave it 'none'"
+            )
 
         # The networks end in logits (classifier_activation=None); softmax is added for serving.
         return keras.losses.CategoricalCrossentropy(
             from_logits=True, label_smoothing=params.label_smoothing
         )
 
-    def metrics(self, top_k: int = 3) -> list:
+    def metrics(self, num_classes: int | None = None, top_k: int = 3) -> list:
         import keras
 
         return [

@@ -138,7 +138,7 @@ class Detection(Task):
 
         return encode
 
-    def loss(self, params):
+    def loss(self, params, examples=None):
         from convflow.models.yolo import YOLOv1Loss
 
         kwargs = params.model_kwargs
@@ -148,7 +148,7 @@ class Detection(Task):
             boxes_per_cell=kwargs.get("boxes_per_cell", 2), class_loss=params.class_loss
         )
 
-    def metrics(self) -> list:
+    def metrics(self, num_classes: int | None = None) -> list:
         return []  # mAP needs decoding and NMS over the whole split: the evaluate step's
 
     # --- evaluation ------------------------------------------------------------------

@@ -99,8 +99,8 @@ def _compiled_model(p, task, input_shape, num_classes, steps, state, ckpt_dir, e
         _init_first_layer(model, p, examples)
     model.compile(
         optimizer=optim.make_optimizer(p, steps),
-        loss=task.loss(p),
-        metrics=task.metrics(),
+        loss=task.loss(p, examples),
+        metrics=task.metrics(num_classes),
     )
     return model
 

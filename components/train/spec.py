@@ -107,6 +107,12 @@ class TrainParams:
         help="detection: YOLO v1's class term, 'sse' (the paper) or 'crossentropy'",
         choices=("sse", "crossentropy"),
     )
+    class_weighting: str = param(
+        "none",
+        help="segmentation: 'median_frequency' weighs each class by median freq / its freq "
+        "(Eigen & Fergus 2015, SegNet)",
+        choices=("none", "median_frequency"),
+    )
     augment: AugmentParams = field(default_factory=AugmentParams)
     early_stopping: EarlyStoppingParams = field(default_factory=EarlyStoppingParams)
     precision: str = param("auto", help="dtype policy; auto picks per device", choices=PRECISIONS)

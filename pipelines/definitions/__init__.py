@@ -13,6 +13,7 @@ from convflow.pipelines.config import ConfigError
 
 TEMPLATES = {
     "image_classification": "convflow.pipelines.definitions.image_classification",
+    "image_segmentation": "convflow.pipelines.definitions.image_segmentation",
     "object_detection": "convflow.pipelines.definitions.object_detection",
 }
 

@@ -82,17 +82,14 @@ def scores(cm: np.ndarray) -> dict[str, float]:
 
 
 def per_class(cm: np.ndarray, class_names) -> dict[str, dict[str, float]]:
-    """IoU, pixel recall and pixel support per class (IoU None when the class never occurs)."""
+    """IoU, pixel recall and pixel support per class (no IoU when the class never occurs)."""
     iou = per_class_iou(cm)
     support = cm.sum(axis=1)
     recall = np.divide(
         np.diag(cm), support, out=np.zeros(len(support), np.float64), where=support > 0
     )
-    return {
-        name: {
-            "iou": None if np.isnan(iou[i]) else float(iou[i]),
-            "recall": float(recall[i]),
-            "support": int(support[i]),
-        }
-        for i, name in enumerate(class_names)
-    }
+    table = {}
+    for i, name in enumerate(class_names):
+        row = {} if np.isnan(iou[i]) else {"iou": float(iou[i])}
+        table[name] = {**row, "recall": float(recall[i]), "support": int(support[i])}
+    return table
