@@ -66,7 +66,8 @@ def test_value_not_a_choice(tmp_path):
     msg = error_of(write(tmp_path, "pipeline: {name: x}\ningest: {source: csv}\n"))
     assert msg == (
         "ingest.source: 'csv' is not allowed; expected one of 'idx', 'tfds', 'folder', "
-        "'scenes', 'coco', 'voc_detection', 'yolo_txt'"
+        "'scenes', 'coco', 'voc_detection', 'yolo_txt', 'mask_folder', 'voc_segmentation', "
+        "'tfds_segmentation'"
     )
 
 
@@ -77,7 +78,7 @@ def test_nested_section_checked(tmp_path):
 
 def test_cross_field_rule(tmp_path):
     msg = error_of(write(tmp_path, "pipeline: {name: x}\ningest: {source: folder}\n"))
-    assert msg == "ingest: source 'folder' needs ingest.folder: the image directory"
+    assert msg == "ingest: source 'folder' needs ingest.folder: the data directory"
 
 
 def test_missing_required_key(tmp_path):
