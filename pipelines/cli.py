@@ -1,4 +1,4 @@
-"""The ``convflow`` command: run, validate, models, predict."""
+"""The ``convflow`` command: run, validate, sweep, models, predict."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from convflow.pipelines import exporters, registry_commands, scheduling, ui
+from convflow.pipelines import exporters, registry_commands, scheduling, sweep_command, ui
 from convflow.pipelines.config import ConfigError, apply_overrides, read_yaml, resolve
 from convflow.pipelines.scheduling import add_orchestration_args
 
@@ -259,6 +259,7 @@ def parser() -> argparse.ArgumentParser:
     scheduling.add_parser(sub, with_config)
     exporters.add_parser(sub, with_config)
     ui.add_parser(sub)
+    sweep_command.add_parser(sub)
     registry_commands.add_commands(sub)
     return ap
 

@@ -18,6 +18,7 @@ class Params:
     fail: bool = param(False)
     crash: bool = param(False)  # a bug rather than a user mistake
     note: str = param("")  # changes the key, never the output
+    seed: int = param(0, min=0)  # consume adds it: sweeps repeat points over seeds
     # For the crash test: write half the output, touch this file, then hang.
     hang_marker: str = param("")
 
@@ -51,4 +52,4 @@ def produce(ctx: Context) -> None:
 @component(name="consume", inputs={"examples": EXAMPLES}, outputs={"model": MODEL}, params=Params)
 def consume(ctx: Context) -> None:
     record(ctx, "consume")
-    write(ctx, "model", read(ctx, "examples") + ctx.params.value)
+    write(ctx, "model", read(ctx, "examples") + ctx.params.value + ctx.params.seed)
