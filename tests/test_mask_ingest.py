@@ -66,3 +66,22 @@ def test_unsplit_folder_is_carved_seeded_and_mixed_channels_agree(tmp_path):
             assert image.shape[:2] == mask.shape
     capped = mask_ingest.carve(splits, params(folder=str(root), max_examples=1))
     assert {s: len(im) for s, (im, _) in capped.items()} == {"train": 1, "validation": 1, "test": 1}
+
+
+def test_source_fingerprint_of_scenes_and_mask_folders(tmp_path):
+    from convflow.components.ingest.sources import fingerprint
+    from convflow.components.ingest.spec import Params
+
+    scenes = fingerprint(Params(source="scenes"))
+    assert any(p.endswith("train-images-idx3-ubyte.gz") for p in scenes["listing"])
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(b"x")
+    folder = fingerprint(Params(source="mask_folder", folder=str(tmp_path)))
+    assert list(folder["listing"]) == [str(tmp_path / "images" / "a.png")]
+    (tmp_path / "images" / "a.png").write_bytes(b"xy")
+    assert (
+        fingerprint(Params(source="mask_folder", folder=str(tmp_path)))["digest"]
+        != (folder["digest"])
+    )
+    boxes = fingerprint(Params(source="yolo_txt", folder=str(tmp_path)))  # class_names: a list
+    assert boxes["files"] >= 1

@@ -21,14 +21,18 @@ from typing import Any
 from convflow.components.ingest.fingerprint import source_files
 
 LISTED = 200  # up to this many files are kept by name, so a cache miss can name them
+# Sources fingerprint.source_files lists (scenes: their IDX files; mask sources: the folder).
+LISTED_SOURCES = ("idx", "folder", "tfds", "scenes", "mask_folder", "voc_segmentation")
+LISTED_SOURCES += ("tfds_segmentation",)
 
 
 def _files(params: Any) -> list[Path]:
     """Every file the configured source makes ingest read (missing ones included)."""
-    if getattr(params, "source", None) in ("idx", "folder", "tfds"):
+    if getattr(params, "source", None) in LISTED_SOURCES:
         return source_files(params)  # the same listing the scheduler polls
-    # another kind (scenes built from the IDX files, masks, boxes): IDX + path-like params
+    # another kind (boxes): IDX + path-like params (class_names is a list, not a path)
     idx = [getattr(params.idx, f.name) for f in dataclasses.fields(params.idx)]
+    idx = [v for v in idx if isinstance(v, str)]
     named = [
         getattr(params, f.name)
         for f in dataclasses.fields(params)
