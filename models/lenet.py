@@ -42,6 +42,9 @@ C3_TABLE = (
 
 VARIANTS = ("modern", "lecun1998")
 CONVS = ("conv", "tiled", "local")
+# S2/S4 of "modern": max or average pooling (Boureau et al. 2010 compare the two), or a learned
+# 2×2 stride-2 convolution in their place (Springenberg et al. 2015, "all convolutional net").
+DOWNSAMPLINGS = ("max", "avg", "strided")
 # Smallest side each variant's layers fit without padding (the 1998 C5 needs 5×5 S4 maps).
 MIN_SIZE = {"modern": 16, "lecun1998": 32}
 
@@ -188,6 +191,14 @@ def _conv(x, filters, kind, tile_size, activation, name, batch_norm=False):
     return layer(x)
 
 
+def _downsample(x, kind, activation, name):
+    """Halves H and W: 2×2 max or average pooling, or a learned 2×2 stride-2 convolution."""
+    if kind == "strided":
+        return layers.Conv2D(x.shape[-1], 2, strides=2, activation=activation, name=name)(x)
+    pool = layers.MaxPooling2D if kind == "max" else layers.AveragePooling2D
+    return pool(2, name=name)(x)
+
+
 def LeNet5(
     input_shape=(32, 32, 1),
     num_classes=10,
@@ -204,6 +215,7 @@ def LeNet5(
     rbf_output=False,
     dropout=0.0,
     batch_norm=False,
+    downsampling="max",
 ):
     """Builds LeNet-5.
 
@@ -225,6 +237,8 @@ def LeNet5(
         dropout: "modern" only: dropout rate after fc1 and fc2 (Srivastava et al. 2014; not in
             the paper), useful with wider ``filters``.
         batch_norm: "modern" only: batch normalization after C1 and C3 (Ioffe & Szegedy 2015).
+        downsampling: "modern" only: S2 and S4 as "max" or "avg" 2×2 pooling, or "strided", a
+            2×2 stride-2 convolution with as many maps as its input (learned downsampling).
 
     Returns:
         keras.Model mapping (B, H, W, C) images to (B, num_classes) class scores, or features.
@@ -232,17 +246,23 @@ def LeNet5(
     Raises:
         ValueError: an unknown ``pooling``, ``num_classes`` < 1, or an ``input_shape`` with a size <
             1 or below the smallest the stages take; settings of one ``variant`` given to the other
-            (C3 table, ``rbf_output``, ``batch_norm``, ``dropout``), ``units`` not two widths, an
-            unknown ``conv``.
+            (C3 table, ``rbf_output``, ``batch_norm``, ``dropout``, ``downsampling``), ``units``
+            not two widths, an unknown ``conv`` or ``downsampling``.
     """
     check_args(input_shape, num_classes, include_top, pooling, name=name)
     check_choice(variant, VARIANTS, "variant")
     check_choice(conv, CONVS, "conv")
+    check_choice(downsampling, DOWNSAMPLINGS, "downsampling")
     faithful = variant == "lecun1998"
     if faithful and (tuple(filters) != (6, 16) or conv != "conv"):
         raise ValueError(
             f"variant='lecun1998' has the paper's C3 table: it needs filters=(6, 16) and "
             f"conv='conv'; got filters={filters!r}, conv={conv!r}"
+        )
+    if downsampling != "max" and faithful:
+        raise ValueError(
+            f"downsampling={downsampling!r} is for variant='modern'; lecun1998 has trainable "
+            "subsampling"
         )
     if rbf_output and not faithful:
         raise ValueError("rbf_output=True is part of variant='lecun1998'; got variant='modern'")
@@ -268,9 +288,9 @@ def LeNet5(
         x = Subsampling2D(activation=scaled_tanh, name="s4_pool")(x)  # (B, 5, 5, 16)
         x = layers.Conv2D(units[0], 5, activation=scaled_tanh, name="c5_conv")(x)
     else:
-        x = layers.MaxPooling2D(2, name="s2_pool")(x)
+        x = _downsample(x, downsampling, act, "s2_pool")
         x = _conv(x, filters[1], conv, tile_size, act, "c3_conv", batch_norm)
-        x = layers.MaxPooling2D(2, name="s4_pool")(x)  # (B, 5, 5, 16) at 32×32
+        x = _downsample(x, downsampling, act, "s4_pool")  # (B, 5, 5, 16) at 32×32
 
     if not include_top:
         outputs = classifier_head(x, num_classes, False, pooling, classifier_activation)

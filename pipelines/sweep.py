@@ -27,6 +27,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -162,7 +163,7 @@ def load(path: str) -> SweepSpec:
         raise _fail(path, f"unknown key {unknown[0]!r}; expected one of {', '.join(KEYS)}")
     if not isinstance(data.get("base"), str) or not data["base"]:
         raise _fail(path, "base: expected the path of a pipeline config")
-    base = Path(path).parent / data["base"]
+    base = Path(os.path.normpath(Path(path).parent / data["base"]))
     if not base.is_file():
         raise _fail(path, f"base: {data['base']!r}: no such file ({base})")
     register = data.get("register", False)

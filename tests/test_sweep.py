@@ -206,6 +206,13 @@ def test_dry_run_lists_the_points_and_runs_nothing(tmp_path, capsys, monkeypatch
     assert not (tmp_path / "convflow_runs").exists()
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "sweeps").glob("*.yaml")))
+def test_shipped_sweeps_check_out(path, capsys):
+    assert cli.main(["sweep", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "register: false" in out and " 1. " in out
+
+
 BAD = [
     ({"base": "base.yaml", "metrics": ["evaluate.accuracy"]}, "names no point"),
     ({"base": "nope.yaml", "grid": {"train.seed": [1]}, "metrics": ["e.a"]}, "no such file"),
