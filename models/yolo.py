@@ -205,11 +205,14 @@ class YOLOv1Loss(keras.losses.Loss):
             "crossentropy" (YOLO v3's choice): the squared error's gradient through a softmax
             vanishes for confidently wrong cells, which without the paper's ImageNet
             pre-training leaves a from-scratch model guessing classes for many epochs.
+        from_logits: the C class outputs are logits (softmax applied here), as when the
+            model is built with ``classifier_activation=None``.
     """
 
     def __init__(
         self, boxes_per_cell=2, lambda_coord=5.0, lambda_noobj=0.5, rescore=True,
-        class_loss="sse", name="yolo_v1_loss", reduction="sum_over_batch_size", dtype=None,
+        class_loss="sse", from_logits=False, name="yolo_v1_loss",
+        reduction="sum_over_batch_size", dtype=None,
     ):  # fmt: skip
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         if class_loss not in ("sse", "crossentropy"):
@@ -219,6 +222,7 @@ class YOLOv1Loss(keras.losses.Loss):
         self.lambda_noobj = float(lambda_noobj)
         self.rescore = bool(rescore)
         self.class_loss = class_loss
+        self.from_logits = bool(from_logits)
 
     def call(self, y_true, y_pred):
         B = self.boxes_per_cell
@@ -246,6 +250,8 @@ class YOLOv1Loss(keras.losses.Loss):
             + self.lambda_noobj * (1.0 - responsible) * ops.square(p_conf)
         )
         probs, onehot = y_pred[..., 5 * B :], y_true[..., 5:]
+        if self.from_logits:  # a network built with classifier_activation=None
+            probs = ops.softmax(probs, axis=-1)
         if self.class_loss == "crossentropy":
             class_error = -ops.sum(onehot * ops.log(ops.clip(probs, 1e-7, 1.0)), -1)
         else:
@@ -261,6 +267,7 @@ class YOLOv1Loss(keras.losses.Loss):
             "lambda_noobj": self.lambda_noobj,
             "rescore": self.rescore,
             "class_loss": self.class_loss,
+            "from_logits": self.from_logits,
         }
 
 

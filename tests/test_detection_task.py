@@ -8,6 +8,7 @@ import numpy as np
 from convflow.components.boxes import BoxTargets
 from convflow.components.targets import Window
 from convflow.components.tasks.detection import Detection, columns_of, targets_of
+from convflow.components.tasks.detection_eval import class_softmax
 from convflow.components.tasks.detection_serving import YoloV1Detections, rows_to_detections
 from convflow.models.yolo import decode_predictions
 
@@ -50,7 +51,10 @@ def _hand_output():
 
 def test_served_boxes_are_in_each_inputs_pixels_for_two_sizes():
     y = _hand_output()
-    (ref,) = decode_predictions(y, boxes_per_cell=1, score_threshold=0.2, multi_label=True)
+    # The network ends in class logits; the served layer applies the softmax itself.
+    probs = class_softmax(y, 1)
+    (ref,) = decode_predictions(probs, boxes_per_cell=1, score_threshold=0.2, multi_label=True)
+    assert len(ref["scores"]) >= 2
     layer = YoloV1Detections(boxes_per_cell=1, score_threshold=0.2, max_detections=5, crop=True)
     for height, width, top, left, side in ((100, 200, 0, 50, 100), (90, 61, 14, 0, 61)):
         rows = keras.ops.convert_to_numpy(layer(np.zeros((1, height, width, 1), np.uint8), y))

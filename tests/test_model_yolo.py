@@ -206,3 +206,12 @@ def test_crossentropy_class_loss_on_the_hand_case():
     # the squared class error 0.32 becomes -log p(true class) = -log 0.6
     np.testing.assert_allclose(per_image, [0.0125 + 0.04 + 0.045 + 0.1 - np.log(0.6)], rtol=1e-5)
     assert YOLOv1Loss.from_config(loss.get_config()).class_loss == "crossentropy"
+    # from_logits: the same loss on the class logits log(p) (softmax(log p) = p)
+    logits = y_pred.copy()
+    logits[..., 10:] = np.log(np.clip(y_pred[..., 10:], 1e-7, 1))
+    on_logits = YOLOv1Loss(boxes_per_cell=2, rescore=False, class_loss="crossentropy",
+                           from_logits=True)  # fmt: skip
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(on_logits.call(y_true[None], logits[None])), per_image,
+        rtol=1e-5,
+    )  # fmt: skip

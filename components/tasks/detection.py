@@ -144,8 +144,11 @@ class Detection(Task):
         kwargs = params.model_kwargs
         if isinstance(kwargs.get(params.model), dict):  # keyed by model name
             kwargs = kwargs[params.model]
+        # The network ends in logits (classifier_activation=None): softmax in loss and decoding.
         return YOLOv1Loss(
-            boxes_per_cell=kwargs.get("boxes_per_cell", 2), class_loss=params.class_loss
+            boxes_per_cell=kwargs.get("boxes_per_cell", 2),
+            class_loss=params.class_loss,
+            from_logits=True,
         )
 
     def metrics(self, num_classes: int | None = None) -> list:

@@ -21,15 +21,26 @@ def network_detections(network, images: np.ndarray, batch_size: int, boxes_per_c
     """Stored-convention detections of the network on transformed images (N, H, W, C)."""
     from convflow.models.yolo import decode_predictions
 
-    y_pred = network.predict(images, batch_size=batch_size, verbose=0)
+    y_pred = class_softmax(
+        network.predict(images, batch_size=batch_size, verbose=0), boxes_per_cell
+    )
     found = decode_predictions(
-        np.asarray(y_pred, np.float32), boxes_per_cell=boxes_per_cell,
+        y_pred, boxes_per_cell=boxes_per_cell,
         score_threshold=score_threshold, iou_threshold=iou_threshold, multi_label=True,
     )  # fmt: skip
     return [
         {"boxes": from_xyxy_normalized(d["boxes"]), "scores": d["scores"], "classes": d["classes"]}
         for d in found
     ]
+
+
+def class_softmax(y_pred, boxes_per_cell: int) -> np.ndarray:
+    """The network's class logits (after the B·5 box values) -> probabilities."""
+    y = np.asarray(y_pred, np.float64).copy()
+    logits = y[..., 5 * boxes_per_cell :]
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    y[..., 5 * boxes_per_cell :] = e / e.sum(-1, keepdims=True)
+    return y
 
 
 def _rows_to_stored(rows, height: int, width: int) -> dict:

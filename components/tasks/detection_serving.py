@@ -25,7 +25,8 @@ COLUMNS = ("x1", "y1", "x2", "y2", "score", "class")
 
 @keras.saving.register_keras_serializable(package="convflow")
 class YoloV1Detections(keras.layers.Layer):
-    """(raw images, YOLO v1 output) -> ``(N, max_detections, 6)`` detections in input pixels.
+    """(raw images, YOLO v1 output with class logits) -> ``(N, max_detections, 6)``
+    detections in input pixels.
 
     Args:
         boxes_per_cell: B of the network.
@@ -49,7 +50,7 @@ class YoloV1Detections(keras.layers.Layer):
         B = self.boxes_per_cell
         S = tf.shape(y_pred)[1]
         pred = tf.reshape(y_pred[..., : 5 * B], [-1, S, S, B, 5])
-        probs = y_pred[..., 5 * B :][:, :, :, None, :]
+        probs = tf.nn.softmax(y_pred[..., 5 * B :], axis=-1)[:, :, :, None, :]  # from logits
         grid = tf.cast(tf.range(S), y_pred.dtype)
         cols, rows = grid[None, None, :, None], grid[None, :, None, None]
         size = tf.cast(S, y_pred.dtype)
