@@ -241,6 +241,11 @@ class Detection(Task):
     def output_specs(self, model) -> list[tuple[str, tuple[int, ...]]]:
         return [("float32", (-1, int(model.outputs[0].shape[1]), 6))]
 
+    def save_prediction(self, image, outputs, class_names: Sequence[str], files, stem: str):
+        """Writes ``<stem>_boxes.png`` under ``--out``: the input with its boxes, labelled
+        ``class score``; returns its path."""
+        return _save_prediction(image, outputs, class_names, files, stem)
+
     def describe_prediction(self, outputs, class_names: Sequence[str]) -> str:
         """One line per box: ``class<TAB>score<TAB>x1,y1,x2,y2`` (pixels of the input)."""
         from convflow.components.tasks.detection_serving import rows_to_detections
@@ -253,6 +258,16 @@ class Detection(Task):
             for box, s, c in zip(d["boxes"], d["scores"], d["classes"], strict=True)
         ]
         return "\n".join(lines)
+
+
+def _save_prediction(image, outputs, class_names, files, stem):
+    """``<stem>_boxes.png``: the input with its served boxes drawn and labelled."""
+    from convflow.components.evaluate.box_plots import annotated_image
+    from convflow.components.tasks.detection_serving import rows_to_detections
+
+    d = rows_to_detections(outputs)
+    labels = [f"{class_names[c]} {s:.2f}" for c, s in zip(d["classes"], d["scores"], strict=True)]
+    return [annotated_image(image, d["boxes"], labels, files.path(stem, "_boxes.png"))]
 
 
 def columns_of(targets: Sequence[BoxTargets]) -> dict[str, np.ndarray]:
