@@ -141,5 +141,6 @@ def predict(
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             print(f"error: {path}: {reason}", file=err)
             continue
-        print(f"{path}\t{answer}", file=out)
+        for line in answer.splitlines():  # detection: one line per box, each with its path
+            print(f"{path}\t{line}", file=out)
     return 1 if failed else 0
