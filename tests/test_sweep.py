@@ -181,6 +181,18 @@ def test_register_runs_only_when_the_sweep_asks(fake_sweep):
     assert calls == ["register"]
 
 
+@pytest.mark.slow  # several fake pipeline runs, each with MLflow runs
+def test_a_failed_point_is_reported_and_the_others_still_run(fake_sweep, sqlite_uri):
+    rows, sweep_id, calls = fake_sweep(
+        {"grid": {"double.fail": [True, False]}, "metrics": ["consume.value"]}
+    )
+    assert rows[0].error == "double: asked to fail"
+    assert rows[0].metrics == {}
+    assert rows[1].error == "" and rows[1].metrics == {"consume.value": 3.0}
+    assert calls == ["produce", "double", "double", "consume"]
+    assert MlflowClient(sqlite_uri).get_run(sweep_id).info.status == "FAILED"
+
+
 def test_dry_run_lists_the_points_and_runs_nothing(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # where a run would create the embedded store (convflow_runs)
     path = _write(
