@@ -7,6 +7,7 @@ a ``convflow run`` subprocess in its own working directory with its own artifact
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sqlite3
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from convflow.components import alias_history
 from mlflow.tracking import MlflowClient
 from services import mlflow_server, postgres_server
 
@@ -73,6 +75,15 @@ def test_two_pipelines_register_one_model_at_once_on_postgresql(tmp_path):
         assert champion.version in promoted
         for v in versions:
             assert v.tags["convflow.promotion"], v.version
+
+        # Promotion history: champion moves (under the promotion lease) form one chain ending
+        # at the current champion; each registration recorded its challenger move.
+        moves = list(reversed(alias_history.moves(client, MODEL, "champion")))
+        assert moves and moves[0].from_version == "" and moves[-1].to_version == champion.version
+        for before, after in itertools.pairwise(moves):
+            assert after.from_version == before.to_version
+        challengers = alias_history.moves(client, MODEL, "challenger")
+        assert sorted(m.to_version for m in challengers) == ["1", "2"]
 
 
 def integrity(db: Path) -> str:
