@@ -225,7 +225,7 @@ def test_first_layer_from_kmeans_kernels_stays_frozen(examples, tmp_path):
     assert len({kernel[..., o].tobytes() for o in range(kernel.shape[-1])}) == kernel.shape[-1]
 
 
-def test_unknown_first_layer_init_is_one_clear_error(examples, tmp_path):
-    params = replace(PARAMS, epochs=1, first_layer_init={"name": "nope"})
-    with pytest.raises(ComponentError, match=r"train.first_layer_init=\{'name': 'nope'\}: Unknown"):
-        run_train(examples, tmp_path, params)
+def test_unknown_first_layer_init_is_one_clear_error():
+    # Rejected when the params are made (so at `convflow validate`), before any training.
+    with pytest.raises(ValueError, match=r"first_layer_init.name='nope' is unknown"):
+        replace(PARAMS, epochs=1, first_layer_init={"name": "nope"})
