@@ -22,7 +22,7 @@ NAME = "fashion_scenes_yolo"
 TINY = [
     "ingest.scenes.train_scenes=256", "ingest.scenes.validation_scenes=32",
     "ingest.scenes.test_scenes=32", "train.epochs=1", "evaluate.min_map50=0.0",
-    "evaluate.score_threshold=0.01", "evaluate.max_detections=20",
+    "evaluate.score_threshold=0.0", "evaluate.max_detections=20",
 ]  # fmt: skip
 CHILD = textwrap.dedent(
     """
@@ -78,11 +78,15 @@ def test_served_boxes_in_input_pixels_for_two_sizes_in_a_fresh_process(champion,
     small, large = np.asarray(out[paths[0]])[0], np.asarray(out[paths[1]])[0]
     assert small.shape == large.shape == (20, 6)  # [x1, y1, x2, y2, score, class] rows
     valid = small[:, 5] >= 0
-    assert valid.any() and (large[:, 5] >= 0).sum() == valid.sum()
+    assert valid.sum() >= 5 and (large[:, 5] >= 0).sum() >= 5
     assert (small[valid, :4] >= 0).all() and (small[valid, :4] <= 64).all()
-    want = small[valid, :4] * 2 + np.array([36, 0, 36, 0])
-    np.testing.assert_allclose(large[valid, :4], want, atol=1.0)
-    np.testing.assert_allclose(large[valid, 4], small[valid, 4], atol=0.02)
+    # Each of the 5 best boxes of the small input comes back, same class and score, at twice
+    # the size and 36 px to the right in the large one (rows may swap on near-equal scores).
+    for row in small[:5]:
+        want = row[:4] * 2 + np.array([36, 0, 36, 0])
+        same = (large[:, 5] == row[5]) & (np.abs(large[:, 4] - row[4]) < 0.02)
+        assert (np.abs(large[same, :4] - want).max(axis=1) < 1.5).any(), (row, large)
+    valid = large[:, 5] >= 0
     assert (large[valid, :4] <= [200, 128, 200, 128]).all()
 
 
