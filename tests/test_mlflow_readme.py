@@ -99,7 +99,7 @@ def test_every_command_in_the_readme_runs(tmp_path):
     assert proc.returncode == 0, out[-3000:] + logs
     codes = [line for line in out.splitlines() if re.fullmatch(r"\d{3}", line)]
     assert codes == ["401", "401", "200"]
-    assert re.search(r"register: fashion_mnist_lenet version 1 -> @challenger", out)
+    assert re.search(r"register: fashion_mnist_lenet version 1 \(created\) -> @challenger", out)
     assert re.search(r"champion +- +1 ", out)  # convflow history's first move
     db = tmp_path / "mlflow-auth" / "basic_auth.db"
     assert stat.S_IMODE(db.stat().st_mode) & 0o077 == 0
