@@ -124,7 +124,7 @@ def test_describe_lists_every_model_with_its_parameter_count():
     rows = describe(names=["resnet20", "lenet5"])
     assert [row["name"] for row in rows] == ["lenet5", "resnet20"]
     lenet, resnet20 = rows
-    assert (lenet["params"], lenet["default_input"]) == (61_706, (32, 32, 1))
+    assert (lenet["params"], tuple(lenet["default_input"])) == (61_706, (32, 32, 1))
     assert lenet["paper"].startswith("LeCun et al. 1998")
     assert (resnet20["params"], resnet20["kind"]) == (271_098, "classification")
     assert all(row["input_sizes"] for row in rows)
