@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -152,15 +153,16 @@ def _cmd_predict(args) -> int:
     from convflow.components.serving.predict import predict
     from convflow.pipelines.embedded import discover
 
+    model = args.model or DEFAULT_MODEL_URI
+    # A model directory on disk loads without any store; a registry or run URI needs one.
+    local = model.startswith("file:") or os.path.isdir(model)
     uri, where = discover(args.tracking_uri)  # like the run; never creates a store
-    if uri is None:
+    if uri is None and not local:
         print(f"error: no MLflow store to load the model from: {where}", file=sys.stderr)
         return EXIT_USAGE
-    with tracking(uri):
-        code = predict(
-            args.model or DEFAULT_MODEL_URI, args.images, trust=args.trust_model, out_dir=args.out
-        )
-    if code == 2:  # the model did not load: say which store was asked
+    with tracking(uri) if uri else contextlib.nullcontext():
+        code = predict(model, args.images, trust=args.trust_model, out_dir=args.out)
+    if code == 2 and not local:  # the model did not load: say which store was asked
         print(f"(looked in {where})", file=sys.stderr)
     return code
 
