@@ -138,7 +138,7 @@ def _parents(name: str) -> set[str]:
 
 
 @cache
-def source_closure(module: str) -> tuple[tuple[str, str], ...]:
+def source_closure(module: str, task: str | None = None) -> tuple[tuple[str, str], ...]:
     """(module, sha256 of its source) for ``module`` and every project module it may run.
 
     The component's module and what it imports are followed through every import,
@@ -150,15 +150,21 @@ def source_closure(module: str) -> tuple[tuple[str, str], ...]:
 
     Project modules are those of PROJECT_PACKAGES and of the component's own top-level
     package (so components living outside convflow are hashed the same way).
+
+    With ``task`` (the pipeline's task name), the modules of the *other* tasks
+    (``components/tasks/<other>*.py``) are left out: the task registry imports every task,
+    but a classification step never runs detection's code, so editing YOLO must not re-run
+    a classification pipeline's Beam job.
     """
     roots = (*PROJECT_PACKAGES, module.split(".")[0])
+    other_task = _other_task_filter(task)
     seen: dict[str, str] = {}
     full: set[str] = set()
     files: dict[str, Path | None] = {}  # names repeat a lot: `from a.b import c` names a.b.c
     todo = [(module, True)]
     while todo:
         name, follow_lazy = todo.pop()
-        if name in full or (name in seen and not follow_lazy):
+        if name in full or (name in seen and not follow_lazy) or other_task(name):
             continue
         if name not in files:
             files[name] = _module_file(name, roots)
@@ -174,6 +180,23 @@ def source_closure(module: str) -> tuple[tuple[str, str], ...]:
         todo.extend((n, follow_lazy) for n in used)
         todo.extend((p, False) for n in used | {name} for p in _parents(n))
     return tuple(sorted(seen.items()))
+
+
+TASKS_PACKAGE = "convflow.components.tasks."
+
+
+def _other_task_filter(task: str | None):
+    """A predicate: is this module one of another task's modules (tasks/<name>*.py)?"""
+    if task is None:
+        return lambda name: False
+
+    def other(name: str) -> bool:
+        if not name.startswith(TASKS_PACKAGE):
+            return False
+        leaf = name[len(TASKS_PACKAGE) :]
+        return leaf != "base" and not leaf.startswith(task)
+
+    return other
 
 
 def _jsonable(value: Any) -> Any:
@@ -196,7 +219,7 @@ def key_parts(
     parts = {
         "facts": dict(sorted((facts or {}).items())),
         "component": component_name,
-        "code": dict(source_closure(module)),
+        "code": dict(source_closure(module, (facts or {}).get("task"))),
         "params": params,
         "inputs": dict(sorted(input_fingerprints.items())),
         "versions": dict(sorted(versions.items())),

@@ -320,7 +320,8 @@ def test_a_parent_package_does_not_pull_in_what_it_loads_lazily():
     # loads the zoo only when a model is built. Editing a model must not re-run Beam.
     from convflow.pipelines.cache import source_closure
 
-    modules = {name for name, _ in source_closure("convflow.components.preprocess.executor")}
+    executor = "convflow.components.preprocess.executor"
+    modules = {name for name, _ in source_closure(executor, "classification")}
     assert {
         "convflow.models.layers.contrast",
         "convflow.models",
