@@ -165,11 +165,22 @@ def _schema_lock(uri: str):
 
 def experiment_id(name: str, artifact_location: str | None) -> str:
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     exp = mlflow.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    return mlflow.create_experiment(name, artifact_location=artifact_location)
+    try:
+        return mlflow.create_experiment(name, artifact_location=artifact_location)
+    except MlflowException as e:
+        # Another run created it between our read and our create (two pipelines starting
+        # at once on one server): theirs is ours too.
+        if e.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        exp = mlflow.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
 
 
 def mark_orphans_killed(exp_id: str) -> int:
