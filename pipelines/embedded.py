@@ -94,12 +94,14 @@ def _build(path: Path, artifact_uri: str | None) -> None:
 def _sweep(path: Path) -> None:
     """Removes temporary databases of first runs that died while building them."""
     for tmp in path.parent.glob(f".{path.name}.tmp-*"):
-        pid = tmp.name.rpartition("-")[2]
-        if pid.isdigit() and not _alive(int(pid)):
+        # ".mlflow.db.tmp-<pid>", or SQLite's "-journal"/"-wal"/"-shm" file beside it
+        pid = tmp.name[len(f".{path.name}.tmp-") :].split("-")[0]
+        if pid.isdigit() and not alive(int(pid)):
             tmp.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (one we may not signal counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
