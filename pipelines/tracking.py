@@ -197,20 +197,10 @@ def mark_orphans_killed(exp_id: str) -> int:
         tags = run.data.tags
         if tags.get("convflow.host") != host or "convflow.pid" not in tags:
             continue
-        if not _alive(int(tags["convflow.pid"])):
+        if not embedded.alive(int(tags["convflow.pid"])):
             client.set_terminated(run.info.run_id, status="KILLED")
             count += 1
     return count
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def process_tags() -> dict[str, str]:
