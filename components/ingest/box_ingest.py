@@ -113,30 +113,9 @@ def carve(splits: dict, p) -> dict:
     Returns:
         ``{split: (images, [BoxTargets])}``; images stacked when one shape.
     """
-    from convflow.components.ingest.split import maybe_stack
+    from convflow.components.ingest import split
 
-    def cut(images, targets, fraction, seed):
-        order = np.random.default_rng(seed).permutation(len(images))
-        n = round(fraction * len(images))
-        pick = lambda idx: ([images[i] for i in idx], [targets[i] for i in idx])  # noqa: E731
-        return pick(np.sort(order[n:])), pick(np.sort(order[:n]))
-
-    splits = {s: (list(im), list(tg)) for s, (im, tg) in splits.items()}
-    if "all" in splits:
-        splits["train"], splits["test"] = cut(*splits.pop("all"), p.test_fraction, p.seed)
-    if "validation" not in splits and "train" in splits:
-        splits["train"], splits["validation"] = cut(
-            *splits["train"], p.validation_fraction, p.seed + 1
-        )
-    if p.max_examples:
-        for s, (images, targets) in splits.items():
-            if len(images) > p.max_examples:
-                splits[s] = cut(images, targets, 1 - p.max_examples / len(images), p.seed + 2)[0]
-    return {
-        s: (maybe_stack(splits[s][0]), splits[s][1])
-        for s in ("train", "validation", "test")
-        if s in splits
-    }
+    return split.carve(splits, p, stack_targets=False)
 
 
 def box_histogram(targets, num_classes: int) -> list[int]:

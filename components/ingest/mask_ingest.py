@@ -19,11 +19,9 @@ masks have no single label to stratify on).
 
 from __future__ import annotations
 
-import numpy as np
 from convflow.components.images import choose_channels, to_channels
-from convflow.components.ingest import masks, tfds_masks
+from convflow.components.ingest import masks, split, tfds_masks
 from convflow.components.ingest.scenes import SCENE_SPLITS, fashion_scenes
-from convflow.components.ingest.split import maybe_stack
 
 MASK_SOURCES = ("scenes", "mask_folder", "voc_segmentation", "tfds_segmentation")
 BACKGROUND = "background"
@@ -69,33 +67,7 @@ def read(p, progress):
     return names, splits, rejected
 
 
-def _cut(images, targets, fraction: float, seed: int):
-    """Seeded shuffle; returns ((kept images, kept targets), (cut images, cut targets))."""
-    order = np.random.default_rng(seed).permutation(len(images))
-    n = round(fraction * len(images))
-    pick = lambda idx: ([images[i] for i in idx], [targets[i] for i in idx])  # noqa: E731
-    return pick(np.sort(order[n:])), pick(np.sort(order[:n]))
-
-
 def carve(splits: dict, p) -> dict:
-    """train/validation/test from what the source gave (see the module doc), stacked when
-    every image of a split has one shape; ``max_examples`` keeps the first of a shuffle."""
-    splits = {s: (list(im), list(tg)) for s, (im, tg) in splits.items()}
-    if "all" in splits:
-        splits["train"], splits["test"] = _cut(*splits.pop("all"), p.test_fraction, p.seed)
-    if "validation" not in splits and "train" in splits:
-        splits["train"], splits["validation"] = _cut(
-            *splits["train"], p.validation_fraction, p.seed + 1
-        )
-    if p.max_examples:
-        for s, (images, targets) in splits.items():
-            if len(images) > p.max_examples:
-                keep = 1 - p.max_examples / len(images)
-                splits[s] = _cut(images, targets, keep, p.seed + 2)[0]
-    out = {}
-    for s in ("train", "validation", "test"):
-        if s in splits:
-            images, targets = splits[s]
-            stacked = maybe_stack(images)
-            out[s] = (stacked, np.stack(targets) if isinstance(stacked, np.ndarray) else targets)
-    return out
+    """train/validation/test from what the source gave (see the module doc): masks are
+    stacked with their images when every image of a split has one shape."""
+    return split.carve(splits, p, stack_targets=True)

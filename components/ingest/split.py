@@ -47,3 +47,45 @@ def maybe_stack(images):
     if all(im.shape == first for im in images):
         return np.stack(images)
     return images
+
+
+def _cut(images: list, targets: list, fraction: float, seed: int):
+    """Seeded shuffle; returns ((kept images, kept targets), (cut images, cut targets))."""
+    order = np.random.default_rng(seed).permutation(len(images))
+    n = round(fraction * len(images))
+    pick = lambda idx: ([images[i] for i in idx], [targets[i] for i in idx])  # noqa: E731
+    return pick(np.sort(order[n:])), pick(np.sort(order[:n]))
+
+
+def carve(splits: dict, p, stack_targets: bool) -> dict:
+    """train/validation/test for records whose targets are not class labels (masks, boxes).
+
+    ``all`` is cut into train and test (``p.test_fraction``, seed ``p.seed``), a missing
+    validation split from train (``p.validation_fraction``, ``p.seed + 1``), and
+    ``p.max_examples`` keeps a seeded sample of each split (``p.seed + 2``). Images are
+    stacked when they share one shape; targets too when ``stack_targets`` (masks, not boxes).
+
+    Returns:
+        ``{split: (images, targets)}`` for the splits present, in train/validation/test order.
+    """
+    splits = {s: (list(im), list(tg)) for s, (im, tg) in splits.items()}
+    if "all" in splits:
+        splits["train"], splits["test"] = _cut(*splits.pop("all"), p.test_fraction, p.seed)
+    if "validation" not in splits and "train" in splits:
+        splits["train"], splits["validation"] = _cut(
+            *splits["train"], p.validation_fraction, p.seed + 1
+        )
+    if p.max_examples:
+        for s, (images, targets) in splits.items():
+            if len(images) > p.max_examples:
+                keep = 1 - p.max_examples / len(images)
+                splits[s] = _cut(images, targets, keep, p.seed + 2)[0]
+    out = {}
+    for s in ("train", "validation", "test"):
+        if s in splits:
+            images = maybe_stack(splits[s][0])
+            targets = splits[s][1]
+            if stack_targets and isinstance(images, np.ndarray):
+                targets = np.stack(targets)
+            out[s] = (images, targets)
+    return out
