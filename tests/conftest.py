@@ -28,6 +28,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(autouse=True)
+def isolated_mlflow_state():
+    """Each test starts with the MLflow settings the suite started with.
+
+    ``mlflow.set_tracking_uri``/``set_registry_uri`` also write MLFLOW_TRACKING_URI and
+    MLFLOW_REGISTRY_URI into ``os.environ``, and a run against a server sets the
+    MLFLOW_HTTP_REQUEST_* retry settings: a test that runs a pipeline in-process would
+    otherwise steer every later test's clients and subprocesses (a consumer reading the
+    registry of a sqlite file long gone, a 5 s retry budget overridden by a 300 s one).
+    """
+    import mlflow.tracking._model_registry.utils as registry_utils
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+
+    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
+    uris = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+    yield
+    for k in [k for k in os.environ if k.startswith("MLFLOW_") and k not in saved]:
+        del os.environ[k]
+    os.environ.update(saved)
+    tracking_utils._tracking_uri, registry_utils._registry_uri = uris
+
+
 @pytest.fixture
 def sqlite_uri(tmp_path) -> str:
     """A fresh embedded MLflow store for one test."""
