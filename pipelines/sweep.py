@@ -116,7 +116,9 @@ def _grid(path: str, data: Mapping) -> list[tuple[tuple[str, Any], ...]]:
     for k, values in grid.items():
         if not isinstance(values, list) or not values:
             raise _fail(path, f"grid: {k}: expected a non-empty list of values")
+    # product() of no lists is one empty combination: a sweep of points only has no grid point.
     combos = [tuple(zip(grid, vs, strict=True)) for vs in itertools.product(*grid.values())]
+    combos = combos if grid else []
     points = data.get("points") or []
     if not isinstance(points, list):
         raise _fail(path, "points: expected a list of mappings SECTION.KEY: value")

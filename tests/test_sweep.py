@@ -102,6 +102,18 @@ def test_grid_expands_to_every_combination_times_every_seed(tmp_path):
     assert apply_overrides({}, spec.points[3].overrides(spec))["preprocess"] == {"steps": ["gcn"]}
 
 
+def test_a_sweep_of_points_only_has_no_extra_base_point(tmp_path):
+    _write(tmp_path / "base.yaml", {})
+    data = {"base": "base.yaml", "points": [{"a.b": 1}, {"a.b": 2}], "metrics": ["e.a"]}
+    spec = sweep.load(_write(tmp_path / "s.yaml", {**data, "seeds": [0, 1]}))
+    assert [p.label() for p in spec.points] == [
+        "a.b=1 seed=0",
+        "a.b=1 seed=1",
+        "a.b=2 seed=0",
+        "a.b=2 seed=1",
+    ]
+
+
 @pytest.mark.slow  # several fake pipeline runs, each with MLflow runs
 def test_points_share_upstream_steps_through_the_cache(fake_sweep, sqlite_uri):
     rows, sweep_id, calls = fake_sweep(GRID)

@@ -271,6 +271,8 @@ def run(ctx: Context) -> None:
     history = checkpoint.history
     _write_files(ctx, model, history)
     final = _final_metrics(history, plan.count)
+    # Trainable and frozen weights alike: what a sweep compares across layer types.
+    final["parameters"] = float(model.count_params())
     ctx.log_metrics(final)
     ctx.tracker.set_tags(
         {"train.precision": precision, "train.resumed_from": str(plan.initial_epoch)}
