@@ -1,0 +1,59 @@
+"""The measurement scripts behind "The lecture, measured": receptive field and Figure 9.6."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _bench(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_context_module_receptive_field_equals_the_lecture_table():
+    rf = _bench("receptive_field")
+    rows = rf.measure(size=67, channels=2)
+    assert [(r["height"], r["width"]) for r in rows] == [(t, t) for t in rf.TABLE]
+    assert list(rf.TABLE) == [3, 5, 9, 17, 33, 65, 67, 67]
+    assert all(r["filled"] for r in rows)  # no holes: dilation never skips a pixel here
+
+
+def test_receptive_field_is_cut_by_a_smaller_input():
+    # On 33×33 the centre pixel sees the whole image from layer 5 on: the mask is the input.
+    rows = _bench("receptive_field").measure(size=33, channels=1)
+    assert [r["height"] for r in rows] == [3, 5, 9, 17, 33, 33, 33, 33]
+
+
+def test_edge_kernel_counts_are_the_books_figure_9_6():
+    eff = _bench("convolution_efficiency")
+    c = eff.counts()
+    assert c["conv_flops"] == 267_960  # 319 × 280 × 3
+    assert c["dense_entries"] == 320 * 280 * 319 * 280 > 8_000_000_000
+    assert c["dense_flops"] > 16_000_000_000
+    assert round(c["dense_flops"] / c["conv_flops"], -3) == 60_000
+    assert c["sparse_entries"] == 178_640
+
+
+def test_convolution_sparse_and_dense_products_agree():
+    eff = _bench("convolution_efficiency")
+    image = np.random.default_rng(1).random((6, 7), dtype=np.float32)
+    conv = eff.convolve(image)
+    assert conv.shape == (6, 6)
+    np.testing.assert_allclose(conv, image[:, 1:] - image[:, :-1], atol=1e-6)
+    csr = eff.sparse_matrix(6, 7)
+    assert csr.nnz == 2 * 6 * 6
+    np.testing.assert_allclose((csr @ image.ravel()).reshape(6, 6), conv, atol=1e-6)
+    band = np.empty((6, 42), np.float32)
+    for r in range(6):
+        np.testing.assert_allclose(eff.dense_band(r, 6, 7, band) @ image.ravel(), conv[r])
+    result = eff.measure(repeat=2, bands=2)
+    assert result["ratios"]["conv"] == 1.0 and result["seconds"]["dense"] > 0
