@@ -87,13 +87,20 @@ def _panels(metrics: Sequence[str]) -> dict[str, list[str]]:
     return panels
 
 
+def _tick(value: Any) -> str:
+    """A tick label: a list value (``preprocess.steps``) as ``crop+resize+gcn``."""
+    if isinstance(value, list):
+        return "+".join(map(_cell, value)) or "[]"
+    return _cell(value)
+
+
 def knob_plot(spec, rows: Sequence, knob: str, path: Path) -> Path:
     """Plots each metric against ``knob``: mean ± std over every point with that value."""
     from convflow.components.plotting import pyplot
 
     plt = pyplot()
     with_knob = [r for r in rows if knob in dict(r.point.knobs)]
-    by_value = _groups(with_knob, lambda r: _cell(dict(r.point.knobs)[knob]))
+    by_value = _groups(with_knob, lambda r: _tick(dict(r.point.knobs)[knob]))
     labels = list(by_value)
     panels = _panels(spec.metrics)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
@@ -111,7 +118,10 @@ def knob_plot(spec, rows: Sequence, knob: str, path: Path) -> Path:
             ax.errorbar(
                 xs, means, yerr=stds, marker="o", capsize=4, label=STEP_LABELS.get(step, step)
             )
-        ax.set_xticks(range(len(labels)), labels)
+        long = max(map(len, labels)) > 8
+        ax.set_xticks(
+            range(len(labels)), labels, rotation=25 if long else 0, ha="right" if long else "center"
+        )
         ax.set_xlabel(knob)
         ax.set_ylabel(name)
         ax.legend()

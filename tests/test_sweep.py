@@ -280,3 +280,15 @@ def test_report_mean_and_spread():
     assert sweep_report.mean_spread([2.0]) == (2.0, 0.0)
     with pytest.raises(ConfigError):
         sweep.load("/no/such/sweep.yaml")
+
+
+def test_plot_of_a_list_knob_reads_as_its_steps(tmp_path):
+    _write(tmp_path / "base.yaml", {})
+    steps = [["crop"], ["crop", "gcn", "standardize"]]
+    data = {"base": "base.yaml", "points": [{"preprocess.steps": s} for s in steps]}
+    spec = sweep.load(_write(tmp_path / "s.yaml", {**data, "metrics": ["evaluate.accuracy"]}))
+    rows = [sweep.PointResult(p, "r", {}, {"evaluate.accuracy": 0.5}) for p in spec.points]
+    files = sweep_report.write(spec, rows, tmp_path / "out")
+    assert [f.name for f in files][-1] == "sweep_preprocess.steps.png"
+    assert files[-1].stat().st_size > 0
+    assert [sweep_report._tick(s) for s in steps] == ["crop", "crop+gcn+standardize"]
