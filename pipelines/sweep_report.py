@@ -64,8 +64,9 @@ def markdown(spec, rows: Sequence) -> str:
     """The comparison table: one line per knob setting, mean ± std over its seeds."""
     header = [*spec.knob_names, "n", *spec.metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for knobs, group in _groups(rows, lambda r: r.point.knobs).items():
-        values = dict(knobs)
+    # Keyed by JSON: a knob's value may be a list (preprocess.steps), which is unhashable.
+    for group in _groups(rows, lambda r: json.dumps(r.point.knobs)).values():
+        values = dict(group[0].point.knobs)
         cells = [_cell(values[k]) if k in values else "" for k in spec.knob_names]
         cells.append(str(len(group)))
         for m in spec.metrics:

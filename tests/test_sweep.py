@@ -282,7 +282,7 @@ def test_report_mean_and_spread():
         sweep.load("/no/such/sweep.yaml")
 
 
-def test_plot_of_a_list_knob_reads_as_its_steps(tmp_path):
+def test_report_of_a_list_knob_groups_and_plots_it(tmp_path):
     _write(tmp_path / "base.yaml", {})
     steps = [["crop"], ["crop", "gcn", "standardize"]]
     data = {"base": "base.yaml", "points": [{"preprocess.steps": s} for s in steps]}
@@ -292,3 +292,8 @@ def test_plot_of_a_list_knob_reads_as_its_steps(tmp_path):
     assert [f.name for f in files][-1] == "sweep_preprocess.steps.png"
     assert files[-1].stat().st_size > 0
     assert [sweep_report._tick(s) for s in steps] == ["crop", "crop+gcn+standardize"]
+    table = (tmp_path / "out" / "sweep_table.md").read_text().splitlines()
+    assert table[2:] == [
+        '| ["crop"] | 1 | 0.5000 |',
+        '| ["crop", "gcn", "standardize"] | 1 | 0.5000 |',
+    ]
