@@ -12,6 +12,7 @@ from convflow.pipelines.config import ConfigError, apply_overrides, read_yaml, r
 from convflow.pipelines.scheduling import add_orchestration_args
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
+EXIT_SIGPIPE = 128 + 13  # what a shell reports for a program that SIGPIPE ended
 
 
 def load_config(path: str, overrides: list[str]):
@@ -43,12 +44,24 @@ def check_steps(cfg, definition) -> None:
                 raise ConfigError(str(e)) from None
 
 
-def _cmd_run(args) -> int:
+def _run_options(args, tags: dict):
     from convflow.pipelines import runner
-    from convflow.pipelines.dag import PipelineError
-    from convflow.pipelines.quiet import quiet_stderr
-    from convflow.pipelines.store import StoreLockedError
-    from convflow.pipelines.tracking import TrackingUnavailable
+
+    return runner.RunOptions(
+        force=args.force,
+        from_step=args.from_step,
+        to_step=args.to_step,
+        tracking_uri=args.tracking_uri,
+        wait=args.wait,
+        show_progress=not args.quiet and sys.stdout.isatty(),  # bars only on a terminal
+        only=args.only,
+        trigger=args.trigger,
+        tags=tags,
+        run_group=args.run_group,
+    )
+
+
+def _cmd_run(args) -> int:
     from convflow.pipelines.triggers import parse_tags
 
     cfg, definition = load_config(args.config, args.set)
@@ -66,31 +79,34 @@ def _cmd_run(args) -> int:
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    opts = runner.RunOptions(
-        force=args.force,
-        from_step=args.from_step,
-        to_step=args.to_step,
-        tracking_uri=args.tracking_uri,
-        wait=args.wait,
-        show_progress=not args.quiet and sys.stdout.isatty(),  # bars only on a terminal
-        only=args.only,
-        trigger=args.trigger,
-        tags=tags,
-        run_group=args.run_group,
-    )
+    opts = _run_options(args, tags)
     if args.explain:
         from convflow.pipelines.explain import explain
 
         explain(definition.create_pipeline(cfg), cfg, opts)
         return 0
+    return _run_pipeline(definition, cfg, opts, verbose=args.verbose)
+
+
+def _run_pipeline(definition, cfg, opts, verbose: bool) -> int:
+    """Runs the pipeline; a failure of the store, the tracking server or the machine is one
+    ``error:`` line with its exit code, a bug keeps its traceback."""
+    from convflow.pipelines import runner
+    from convflow.pipelines.dag import PipelineError
+    from convflow.pipelines.quiet import quiet_stderr
+    from convflow.pipelines.store import StoreLockedError
+    from convflow.pipelines.tracking import TrackingUnavailable
+
     try:
         pipeline = definition.create_pipeline(cfg)
-        with quiet_stderr(enabled=not args.verbose):
+        with quiet_stderr(enabled=not verbose):
             results, _ = runner.run(pipeline, cfg, opts)
     except (PipelineError, StoreLockedError, TrackingUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE if isinstance(e, PipelineError) else EXIT_FAILED
     except OSError as e:  # e.g. an artifact root that cannot be created or written
+        if isinstance(e, BrokenPipeError) and stdout_closed():
+            raise  # the reader left (`convflow run ... | head`): main() stops quietly
         from convflow.pipelines.errors import exit_code_for_os_error
 
         print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
@@ -176,23 +192,21 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="convflow", description=__doc__)
-    ap.add_argument("--version", action="version", version=f"convflow {_version()}")
-    sub = ap.add_subparsers(dest="command", required=True)
+def _with_config(p: argparse.ArgumentParser) -> None:
+    """The config argument and ``--set`` overrides that every config-taking command shares."""
+    p.add_argument("config", help="pipeline config YAML, e.g. configs/fashion_mnist_lenet.yaml")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value (YAML-typed); repeatable",
+    )
 
-    def with_config(p):
-        p.add_argument("config", help="pipeline config YAML, e.g. configs/fashion_mnist_lenet.yaml")
-        p.add_argument(
-            "--set",
-            action="append",
-            default=[],
-            metavar="SECTION.KEY=VALUE",
-            help="override a config value (YAML-typed); repeatable",
-        )
 
+def _add_run(sub) -> None:
     run = sub.add_parser("run", help="run a pipeline (cached, resumable)")
-    with_config(run)
+    _with_config(run)
     run.add_argument("--force", action="store_true", help="ignore the cache for the selected steps")
     run.add_argument(
         "--from", dest="from_step", metavar="STEP", help="re-run STEP and everything after it"
@@ -224,14 +238,18 @@ def parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(fn=_cmd_run)
 
+
+def _add_validate_and_models(sub) -> None:
     val = sub.add_parser("validate", help="check a config and print it resolved")
-    with_config(val)
+    _with_config(val)
     val.set_defaults(fn=_cmd_validate)
 
     mod = sub.add_parser("models", help="list the model zoo (from models/catalog.json)")
     mod.add_argument("--kind", choices=("classification", "segmentation", "detection"))
     mod.set_defaults(fn=_cmd_models)
 
+
+def _add_predict(sub) -> None:
     pred = sub.add_parser(
         "predict",
         help="run a registered served model on image files (one line per file)",
@@ -258,15 +276,25 @@ def parser() -> argparse.ArgumentParser:
         "them (default: ./predictions; inputs are never overwritten)",
     )
     pred.set_defaults(fn=_cmd_predict)
-    scheduling.add_parser(sub, with_config)
-    exporters.add_parser(sub, with_config)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``convflow`` argument parser: one sub-command per verb."""
+    ap = argparse.ArgumentParser(prog="convflow", description=__doc__)
+    ap.add_argument("--version", action="version", version=f"convflow {_version()}")
+    sub = ap.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_validate_and_models(sub)
+    _add_predict(sub)
+    scheduling.add_parser(sub, _with_config)
+    exporters.add_parser(sub, _with_config)
     ui.add_parser(sub)
     sweep_command.add_parser(sub)
     registry_commands.add_commands(sub)
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
+def _dispatch(argv: list[str] | None) -> int:
     ap = parser()
     args = ap.parse_args(argv)
     if not getattr(args, "verbose", False):
@@ -288,6 +316,48 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C, or `convflow schedule` stopping a run past its grace
         print("error: interrupted; published steps are kept: re-run to resume", file=sys.stderr)
         return 130
+
+
+def stdout_closed() -> bool:
+    """Whether the reader of our stdout has gone (``convflow models | head``).
+
+    A pipe's write end polls POLLERR once no reader is left; a file or a terminal never does.
+    This tells the reader leaving apart from a broken pipe elsewhere (a socket, a child), which
+    is a real error and keeps its traceback.
+    """
+    import select
+
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+    except (AttributeError, OSError, ValueError):  # no real descriptor (pytest's capture)
+        return False
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poll.poll(0))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``convflow`` console script; returns the exit code.
+
+    When the reader of stdout leaves early (``convflow models | head``), the command stops
+    quietly with 141, as a program that SIGPIPE ends does (128 + 13), instead of a traceback.
+    """
+    try:
+        try:
+            code = _dispatch(argv)
+        except SystemExit:  # --help, --version, a usage error: their text may still be buffered
+            sys.stdout.flush()
+            raise
+        sys.stdout.flush()  # a reader that left shows here, not in Python's exit-time flush
+        return code
+    except BrokenPipeError:
+        if not stdout_closed():
+            raise
+        # Python's recipe (docs: signal, "Note on SIGPIPE"): what is still buffered goes to
+        # /dev/null, so the flush at exit does not fail a second time.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_SIGPIPE
 
 
 if __name__ == "__main__":

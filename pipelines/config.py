@@ -4,7 +4,8 @@ A config file has a ``pipeline:`` section (:class:`PipelineSettings`) and one se
 component of the pipeline it names, typed by that component's params dataclass. Every
 mistake (unknown key, wrong type, value out of range, missing file) raises
 :class:`ConfigError` whose message is one line naming the key, the bad value and what is
-allowed; the CLI prints it and exits with code 2.
+allowed; the CLI prints it and exits with code 2. The per-type checks live in
+:mod:`convflow.pipelines.coercion`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,10 +21,7 @@ from typing import Any
 
 import yaml
 from convflow.components.base import param
-
-
-class ConfigError(Exception):
-    """A bad config; the message is the whole story, on one line."""
+from convflow.pipelines.coercion import ConfigError, build_dataclass
 
 
 @dataclass(frozen=True)
@@ -114,129 +110,6 @@ class Config:
 
     def __getitem__(self, section: str) -> Any:
         return self.sections[section]
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _limits_text(meta: Mapping[str, Any]) -> str:
-    parts = []
-    if "choices" in meta:
-        parts.append("one of " + ", ".join(repr(c) for c in meta["choices"]))
-    if "min" in meta:
-        parts.append(f">= {meta['min']}")
-    if "min_exclusive" in meta:
-        parts.append(f"> {meta['min_exclusive']}")
-    if "max" in meta:
-        parts.append(f"<= {meta['max']}")
-    return " and ".join(parts)
-
-
-def _check_limits(key: str, value: Any, meta: Mapping[str, Any]) -> None:
-    items = value if isinstance(value, list | tuple) else [value]
-    for item in items:
-        bad = (
-            ("choices" in meta and item not in meta["choices"])
-            or ("min" in meta and item is not None and item < meta["min"])
-            or ("min_exclusive" in meta and item is not None and item <= meta["min_exclusive"])
-            or ("max" in meta and item is not None and item > meta["max"])
-        )
-        if bad:
-            raise ConfigError(f"{key}: {item!r} is not allowed; expected {_limits_text(meta)}")
-
-
-def coerce(key: str, value: Any, tp: Any) -> Any:
-    """Checks ``value`` against the annotation ``tp`` and returns it in that type."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return coerce(key, value, arg)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{key}: {value!r} is not a {' or '.join(map(_type_name, args))}")
-    if origin is typing.Literal:
-        if value not in args:
-            raise ConfigError(f"{key}: {value!r} is not allowed; expected one of {list(args)}")
-        return value
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} keys, got {value!r}")
-        return build_dataclass(tp, value, key)
-    if origin in (list, tuple):
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key}: {value!r} is not a list")
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise ConfigError(f"{key}: {value!r} must have {len(args)} items")
-            return tuple(
-                coerce(f"{key}[{i}]", v, a)
-                for i, (v, a) in enumerate(zip(value, args, strict=True))
-            )
-        item_tp = args[0] if args else Any
-        items = [coerce(f"{key}[{i}]", v, item_tp) for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin is dict or tp is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}: {value!r} is not a mapping")
-        vt = args[1] if args else Any
-        return {str(k): coerce(f"{key}.{k}", v, vt) for k, v in value.items()}
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: {value!r} is not a bool (true or false)")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: {value!r} is not an int")
-        return value
-    if tp is float:
-        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                raise ConfigError(f"{key}: {value!r} is not a number") from None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{key}: {value!r} is not a number")
-        if not math.isfinite(value):  # .nan passes every min/max comparison
-            raise ConfigError(f"{key}: {value!r} is not a finite number")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: {value!r} is not a string")
-        return value
-    raise ConfigError(f"{key}: unsupported config type {_type_name(tp)}")
-
-
-def build_dataclass(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
-    """Builds a frozen dataclass from a mapping, checking keys, types and limits."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"{prefix}.{unknown[0]}: unknown key; allowed keys: {', '.join(sorted(fields))}"
-        )
-    values = {}
-    for name, f in fields.items():
-        key = f"{prefix}.{name}"
-        if name in data:
-            value = coerce(key, data[name], hints[name])
-        elif f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
-            continue
-        else:
-            raise ConfigError(f"{key}: missing; {f.metadata.get('help') or 'required'}")
-        _check_limits(key, value, f.metadata)
-        values[name] = value
-    try:
-        return cls(**values)
-    except (ValueError, TypeError) as e:  # a params __post_init__ cross-field check
-        raise ConfigError(f"{prefix}: {e}") from None
 
 
 def _parse_override(text: str) -> tuple[list[str], Any]:

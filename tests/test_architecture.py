@@ -3,6 +3,7 @@ the transform table and the task seam's codec and geometry."""
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -198,3 +199,42 @@ def test_examples_info_round_trips_through_artifact_properties():
     props = json.loads(json.dumps(info.to_properties()))
     assert ExamplesInfo.from_properties(props) == info
     assert info.artifact_type == "TransformedExamples" and info.num_classes == 2
+
+
+MAX_FUNCTION_LINES = 60  # STYLE.md: functions stay short
+PACKAGES = ("pipelines", "components", "models")
+
+
+def _long_functions(root: Path) -> list[str]:
+    """``path:line name (N lines)`` for every function over MAX_FUNCTION_LINES, docstring
+    included; a model builder in models/ (CapWords, like keras.applications' ResNet50) is
+    exempt: it reads top to bottom as the paper's table."""
+    found = []
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    continue
+                lines = node.end_lineno - node.lineno + 1
+                builder = package == "models" and node.name[:1].isupper()
+                if lines > MAX_FUNCTION_LINES and not builder:
+                    where = path.relative_to(root)
+                    found.append(f"{where}:{node.lineno} {node.name} ({lines} lines)")
+    return sorted(found)
+
+
+def test_no_function_outside_the_model_builders_is_over_60_lines():
+    assert _long_functions(CONFIG.parents[1]) == []
+
+
+def test_the_length_scan_finds_a_long_function(tmp_path):
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "models").mkdir()
+    (tmp_path / "components").mkdir()
+    (tmp_path / "pipelines" / "long.py").write_text(f"def step():\n{body}\n")
+    (tmp_path / "models" / "net.py").write_text(f"def ResNet():\n{body}\n\ndef helper():\n{body}\n")
+    assert _long_functions(tmp_path) == [
+        f"models/net.py:{MAX_FUNCTION_LINES + 3} helper ({MAX_FUNCTION_LINES + 1} lines)",
+        f"pipelines/long.py:1 step ({MAX_FUNCTION_LINES + 1} lines)",
+    ]

@@ -64,22 +64,21 @@ def _create_version(ctx: Context, client, name: str, examples, tags: dict):
     return mv, logged_uri
 
 
-def run(ctx: Context) -> None:
-    """Logs the served model to the step's run and registers it under pipeline.model_name.
-
-    Raises:
-        ComponentError: no pipeline.model_name, or no blessing file.
-    """
-    name = ctx.pipeline.get("model_name")
-    if not name:
-        raise ComponentError("pipeline.model_name is not set; name the registered model there")
-    blessing = read_blessing(ctx)
-    examples = ctx.inputs["examples"]
-    tags = lineage_tags(ctx.pipeline, examples.fingerprint, blessing["blessed"])
+def _tags(ctx: Context, blessing: dict) -> dict:
+    """The version's lineage tags, the blessing's reasons and the model fingerprint."""
+    tags = lineage_tags(ctx.pipeline, ctx.inputs["examples"].fingerprint, blessing["blessed"])
     tags["convflow.blessing"] = "; ".join(blessing.get("reasons", []))[:5000]
-    fingerprint = ctx.inputs["model"].fingerprint
-    tags[MODEL_FINGERPRINT_TAG] = fingerprint
+    tags[MODEL_FINGERPRINT_TAG] = ctx.inputs["model"].fingerprint
+    return tags
 
+
+def _register(ctx: Context, name: str, blessing: dict, tags: dict) -> dict:
+    """Finds or creates the version, then moves ``@challenger`` and, if blessed, ``@champion``.
+
+    Returns:
+        the registration record without its tags (version, URIs, aliases, blessing, promotion).
+    """
+    fingerprint = tags[MODEL_FINGERPRINT_TAG]
     with tracking(ctx.pipeline.get("tracking_uri")):
         client = MlflowClient()
         mv = find_version(client, name, fingerprint)
@@ -87,7 +86,7 @@ def run(ctx: Context) -> None:
         if reused:  # registered before (a crash before the aliases, or a re-run): reuse it
             logged_uri = mv.source
         else:
-            mv, logged_uri = _create_version(ctx, client, name, examples, tags)
+            mv, logged_uri = _create_version(ctx, client, name, ctx.inputs["examples"], tags)
         run_id, trigger = ctx.pipeline.get("run_id", ""), ctx.pipeline.get("trigger", "")
         move_alias(
             client,
@@ -106,30 +105,47 @@ def run(ctx: Context) -> None:
         if is_champion and not promoted:
             reason = f"already champion (version {mv.version})"
         client.set_model_version_tag(name, mv.version, "convflow.promotion", reason)
-        aliases = [CHALLENGER, *([CHAMPION] if is_champion else [])]
-        registry_uri = mlflow.get_registry_uri()
+        return {
+            "model_name": name,
+            "version": str(mv.version),
+            "model_uri": f"models:/{name}/{mv.version}",
+            "logged_model_uri": logged_uri,
+            "model_fingerprint": fingerprint,
+            "reused": reused,
+            "aliases": [CHALLENGER, *([CHAMPION] if is_champion else [])],
+            "blessed": bool(blessing["blessed"]),
+            "promoted": promoted,
+            "reason": reason,
+            "registry_uri": mlflow.get_registry_uri(),
+        }
 
-    record = {
-        "model_name": name,
-        "version": str(mv.version),
-        "model_uri": f"models:/{name}/{mv.version}",
-        "logged_model_uri": logged_uri,
-        "model_fingerprint": fingerprint,
-        "reused": reused,
-        "aliases": aliases,
-        "blessed": bool(blessing["blessed"]),
-        "promoted": promoted,
-        "reason": reason,
-        "registry_uri": registry_uri,
-        "tags": tags,
-    }
+
+def _publish(ctx: Context, record: dict) -> None:
+    """Writes registration.json, logs it and the version to the step's run, fills properties."""
     out = ctx.outputs["registration"].path / REGISTRATION_FILE
     out.write_text(json.dumps(record, indent=1))
     ctx.tracker.log_artifact(out)
-    ctx.tracker.set_tags({"registered_version": str(mv.version), "promoted": str(promoted)})
-    ctx.log_metrics({"registered_version": float(mv.version), "promoted": float(promoted)})
+    version, promoted = record["version"], record["promoted"]
+    ctx.tracker.set_tags({"registered_version": version, "promoted": str(promoted)})
+    ctx.log_metrics({"registered_version": float(version), "promoted": float(promoted)})
     ctx.outputs["registration"].properties.update(
         {k: record[k] for k in ("model_name", "version", "model_uri", "aliases", "promoted")}
     )
-    how = "reused" if reused else "created"
-    print(f"register: {name} version {mv.version} ({how}) -> @{', @'.join(aliases)} ({reason})")
+
+
+def run(ctx: Context) -> None:
+    """Logs the served model to the step's run and registers it under pipeline.model_name.
+
+    Raises:
+        ComponentError: no pipeline.model_name, or no blessing file.
+    """
+    name = ctx.pipeline.get("model_name")
+    if not name:
+        raise ComponentError("pipeline.model_name is not set; name the registered model there")
+    blessing = read_blessing(ctx)
+    tags = _tags(ctx, blessing)
+    record = {**_register(ctx, name, blessing, tags), "tags": tags}
+    _publish(ctx, record)
+    how = "reused" if record["reused"] else "created"
+    aliases, reason = ", @".join(record["aliases"]), record["reason"]
+    print(f"register: {name} version {record['version']} ({how}) -> @{aliases} ({reason})")
