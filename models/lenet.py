@@ -45,6 +45,9 @@ CONVS = ("conv", "tiled", "local")
 # S2/S4 of "modern": max or average pooling (Boureau et al. 2010 compare the two), or a learned
 # 2×2 stride-2 convolution in their place (Springenberg et al. 2015, "all convolutional net").
 DOWNSAMPLINGS = ("max", "avg", "strided")
+# Implicit zero padding of C1 and C3 (Goodfellow et al. 2016, §9.5 and Table 11.1): "valid"
+# (the paper: each layer shrinks the map by kernel_size - 1) or "same" (zeros keep it).
+PADDINGS = ("valid", "same")
 # Smallest side each variant's layers fit without padding (the 1998 C5 needs 5×5 S4 maps).
 MIN_SIZE = {"modern": 16, "lecun1998": 32}
 
@@ -176,18 +179,20 @@ class EuclideanRBF(keras.layers.Layer):
         }
 
 
-def _conv(x, filters, kind, tile_size, activation, name, batch_norm=False):
-    """A 5×5 'valid' layer of the chosen weight sharing, optionally conv → BN → activation."""
+def _conv(
+    x, filters, kind, tile_size, activation, name, batch_norm=False, kernel=5, padding="valid"
+):
+    """A kernel×kernel layer of the chosen weight sharing, optionally conv → BN → activation."""
     if batch_norm:
-        x = _conv(x, filters, kind, tile_size, None, name)
+        x = _conv(x, filters, kind, tile_size, None, name, kernel=kernel, padding=padding)
         x = layers.BatchNormalization(name=name.replace("_conv", "_bn"))(x)
         return layers.Activation(activation, name=name.replace("_conv", "_act"))(x)
     if kind == "tiled":
-        layer = TiledConv2D(filters, 5, tile_size=tile_size, activation=activation, name=name)
+        layer = TiledConv2D(filters, kernel, tile_size=tile_size, activation=activation, name=name)
     elif kind == "local":
-        layer = LocallyConnected2D(filters, 5, activation=activation, name=name)
+        layer = LocallyConnected2D(filters, kernel, activation=activation, name=name)
     else:
-        layer = layers.Conv2D(filters, 5, activation=activation, name=name)
+        layer = layers.Conv2D(filters, kernel, padding=padding, activation=activation, name=name)
     return layer(x)
 
 
@@ -197,6 +202,30 @@ def _downsample(x, kind, activation, name):
         return layers.Conv2D(x.shape[-1], 2, strides=2, activation=activation, name=name)(x)
     pool = layers.MaxPooling2D if kind == "max" else layers.AveragePooling2D
     return pool(2, name=name)(x)
+
+
+def _check_kernel(variant, conv, kernel_size, padding, input_shape, pad_to):
+    """``kernel_size``/``padding`` are "modern" knobs; the maps must stay ≥ 1×1 through S4."""
+    if not isinstance(kernel_size, int) or kernel_size < 1:
+        raise ValueError(f"kernel_size={kernel_size!r} must be a positive int")
+    if variant == "lecun1998" and (kernel_size, padding) != (5, "valid"):
+        raise ValueError(
+            f"kernel_size={kernel_size!r}, padding={padding!r} are for variant='modern'; "
+            "lecun1998 has the paper's 5×5 'valid' layers"
+        )
+    if padding != "valid" and conv != "conv":
+        raise ValueError(f"padding={padding!r} needs conv='conv'; got conv={conv!r}")
+    side = min(d for d in input_shape[:2] if d) if any(input_shape[:2]) else None
+    if side is None or padding == "same":
+        return
+    side = max(side, pad_to or 0)
+    for _ in range(2):  # C1 → S2, C3 → S4
+        side = (side - kernel_size + 1) // 2
+    if side < 1:
+        raise ValueError(
+            f"kernel_size={kernel_size!r} with padding='valid' leaves no feature map at S4 for "
+            f"input {tuple(input_shape)}; use a smaller kernel or padding='same'"
+        )
 
 
 def LeNet5(
@@ -216,6 +245,8 @@ def LeNet5(
     dropout=0.0,
     batch_norm=False,
     downsampling="max",
+    kernel_size=5,
+    padding="valid",
 ):
     """Builds LeNet-5.
 
@@ -239,6 +270,10 @@ def LeNet5(
         batch_norm: "modern" only: batch normalization after C1 and C3 (Ioffe & Szegedy 2015).
         downsampling: "modern" only: S2 and S4 as "max" or "avg" 2×2 pooling, or "strided", a
             2×2 stride-2 convolution with as many maps as its input (learned downsampling).
+        kernel_size: "modern" only: side of the C1 and C3 kernels (the paper's 5); a capacity
+            knob of Goodfellow et al. 2016, Table 11.1.
+        padding: "modern" with conv="conv" only: "valid" (the paper) or "same", implicit zero
+            padding that keeps each map's size (Table 11.1's "implicit zero padding").
 
     Returns:
         keras.Model mapping (B, H, W, C) images to (B, num_classes) class scores, or features.
@@ -247,12 +282,15 @@ def LeNet5(
         ValueError: an unknown ``pooling``, ``num_classes`` < 1, or an ``input_shape`` with a size <
             1 or below the smallest the stages take; settings of one ``variant`` given to the other
             (C3 table, ``rbf_output``, ``batch_norm``, ``dropout``, ``downsampling``), ``units``
-            not two widths, an unknown ``conv`` or ``downsampling``.
+            not two widths, an unknown ``conv``, ``downsampling`` or ``padding``, a
+            ``kernel_size`` < 1 or one the maps become too small for.
     """
     check_args(input_shape, num_classes, include_top, pooling, name=name)
     check_choice(variant, VARIANTS, "variant")
     check_choice(conv, CONVS, "conv")
     check_choice(downsampling, DOWNSAMPLINGS, "downsampling")
+    check_choice(padding, PADDINGS, "padding")
+    _check_kernel(variant, conv, kernel_size, padding, input_shape, pad_to)
     faithful = variant == "lecun1998"
     if faithful and (tuple(filters) != (6, 16) or conv != "conv"):
         raise ValueError(
@@ -281,7 +319,8 @@ def LeNet5(
     if any(pads):
         x = layers.ZeroPadding2D([(p // 2, p - p // 2) for p in pads], name="stem_pad")(x)
     act = scaled_tanh if faithful else "relu"
-    x = _conv(x, filters[0], conv, tile_size, act, "c1_conv", batch_norm)  # (B, 28, 28, 6) at 32×32
+    shape = {"kernel": kernel_size, "padding": padding}
+    x = _conv(x, filters[0], conv, tile_size, act, "c1_conv", batch_norm, **shape)  # (B, 28, 28, 6)
     if faithful:
         x = Subsampling2D(activation=scaled_tanh, name="s2_pool")(x)
         x = ConnectionTableConv2D(C3_TABLE, 5, activation=scaled_tanh, name="c3_conv")(x)
@@ -289,7 +328,7 @@ def LeNet5(
         x = layers.Conv2D(units[0], 5, activation=scaled_tanh, name="c5_conv")(x)
     else:
         x = _downsample(x, downsampling, act, "s2_pool")
-        x = _conv(x, filters[1], conv, tile_size, act, "c3_conv", batch_norm)
+        x = _conv(x, filters[1], conv, tile_size, act, "c3_conv", batch_norm, **shape)
         x = _downsample(x, downsampling, act, "s4_pool")  # (B, 5, 5, 16) at 32×32
 
     if not include_top:

@@ -4,7 +4,9 @@ The CSV has one row per point (one seed): the knobs, the seed, the point's MLflo
 each compared metric exactly as its step logged it. The markdown table groups the seeds of
 a point: mean ± sample standard deviation (``n`` seeds). Each plot shows one swept knob on x
 and, per metric, the mean and the spread (± std) of every point with that knob value; a
-metric logged by both ``train`` and ``evaluate`` is drawn as train vs test on one panel.
+metric logged by both ``train`` and ``evaluate`` is drawn as train vs test on one panel
+(``train.train_split_<metric>``, the final model on the train split, pairs with
+``evaluate.<metric>`` too).
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from typing import Any
 POINTS_CSV = "sweep_points.csv"
 TABLE_MD = "sweep_table.md"
 STEP_LABELS = {"train": "train", "evaluate": "test"}
+# ``train.measure_train_split`` logs the final model on the train split as train_split_*: the
+# training error, drawn on the same panel as the test metric of the same name.
+TRAIN_SPLIT = "train_split_"
 
 
 def _cell(value: Any) -> str:
@@ -84,7 +89,7 @@ def _panels(metrics: Sequence[str]) -> dict[str, list[str]]:
     """``metric name -> [STEP.METRIC, ...]``: train and test of one metric share a panel."""
     panels: dict[str, list[str]] = defaultdict(list)
     for m in metrics:
-        panels[m.split(".", 1)[1]].append(m)
+        panels[m.split(".", 1)[1].removeprefix(TRAIN_SPLIT)].append(m)
     return panels
 
 
@@ -93,6 +98,13 @@ def _tick(value: Any) -> str:
     if isinstance(value, list):
         return "+".join(map(_cell, value)) or "[]"
     return _cell(value)
+
+
+def series_label(metric: str) -> str:
+    """``evaluate.accuracy`` -> "test"; ``train.train_split_accuracy`` -> "train (final model)"."""
+    step, name = metric.split(".", 1)
+    label = STEP_LABELS.get(step, step)
+    return f"{label} (final model)" if name.startswith(TRAIN_SPLIT) else label
 
 
 def knob_plot(spec, rows: Sequence, knob: str, path: Path) -> Path:
@@ -115,10 +127,7 @@ def knob_plot(spec, rows: Sequence, knob: str, path: Path) -> Path:
                     xs.append(i)
                     means.append(mean)
                     stds.append(std)
-            step = m.split(".", 1)[0]
-            ax.errorbar(
-                xs, means, yerr=stds, marker="o", capsize=4, label=STEP_LABELS.get(step, step)
-            )
+            ax.errorbar(xs, means, yerr=stds, marker="o", capsize=4, label=series_label(m))
         long = max(map(len, labels)) > 8
         ax.set_xticks(
             range(len(labels)), labels, rotation=25 if long else 0, ha="right" if long else "center"

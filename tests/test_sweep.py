@@ -297,3 +297,13 @@ def test_report_of_a_list_knob_groups_and_plots_it(tmp_path):
         '| ["crop"] | 1 | 0.5000 |',
         '| ["crop", "gcn", "standardize"] | 1 | 0.5000 |',
     ]
+
+
+def test_final_model_train_split_metric_shares_the_test_metrics_panel():
+    metrics = ["train.train_split_accuracy", "evaluate.accuracy", "train.loss", "evaluate.loss"]
+    assert sweep_report._panels(metrics) == {
+        "accuracy": ["train.train_split_accuracy", "evaluate.accuracy"],
+        "loss": ["train.loss", "evaluate.loss"],
+    }
+    assert sweep_report.series_label("train.train_split_accuracy") == "train (final model)"
+    assert sweep_report.series_label("evaluate.accuracy") == "test"

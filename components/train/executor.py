@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import convflow.models.initializers  # noqa: F401 - registers initializers for checkpoints
@@ -17,9 +17,22 @@ import keras
 from convflow.components import tasks
 from convflow.components.base import ComponentError, Context
 from convflow.components.examples import read_split
-from convflow.components.train import MODEL_FILE, data, multiworker, optim, plots, runtime
+from convflow.components.train import (
+    MODEL_FILE,
+    data,
+    multiworker,
+    optim,
+    plots,
+    pretrain,
+    runtime,
+)
 from convflow.components.train.checkpoint import EpochCheckpoint, load_state
-from convflow.components.train.spec import MULTI_WORKER, TrainParams, model_kwargs_for
+from convflow.components.train.spec import (
+    MULTI_WORKER,
+    TrainParams,
+    first_layer_plan,
+    model_kwargs_for,
+)
 from convflow.models import zoo
 from convflow.models.initializers import init_first_conv
 
@@ -73,36 +86,63 @@ def _check_monitor(p: TrainParams, has_validation: bool) -> TrainParams:
     return p
 
 
-def _init_first_layer(model, p: TrainParams, examples) -> None:
-    layer = zoo.get_spec(p.model).first_conv
-    if layer is None:
+def _first_layer(model, p: TrainParams, examples) -> dict:
+    """Sets up the first convolution as ``train.first_layer`` (or ``first_layer_init``) says:
+    kernels from an initializer or an autoencoder, then frozen or not. Returns the facts to
+    record (mode, pretraining losses, a digest of the kernel the supervised stage starts from).
+    """
+    init, frozen, pretrains = first_layer_plan(p)
+    name = zoo.get_spec(p.model).first_conv
+    if name is None:
         raise ComponentError(
-            f"train.first_layer_init: {p.model} has no 2-D first convolution to initialize"
+            f"train.first_layer={p.first_layer!r}: {p.model} has no 2-D first convolution"
         )
-    spec = dict(p.first_layer_init)
-    if spec.get("name") == "kmeans" and "patches_from" not in spec:
-        # Coates & Ng 2011 learn the centroids from the training images themselves.
-        spec["patches_from"] = read_split(examples, "train")[0][:5000]
+    facts = {"mode": p.first_layer, "frozen": frozen}
     try:
-        init_first_conv(model, spec, trainable=not p.freeze_first_layer, layer_name=layer)
+        if init is not None:
+            if init.get("name") == "kmeans" and "patches_from" not in init:
+                # Coates & Ng 2011 learn the centroids from the training images themselves.
+                init["patches_from"] = read_split(examples, "train")[0][:5000]
+            layer = init_first_conv(model, init, trainable=not frozen, layer_name=name)
+        else:
+            layer = model.get_layer(name)
+        if pretrains:
+            images = read_split(examples, "train")[0]
+            done = pretrain.autoencoder(model, name, images, p.pretrain, p.seed)
+            facts.update(pretrain_losses=done.losses, pretrain_kernel_change=done.kernel_change)
+        layer.trainable = not frozen  # before compile: a frozen kernel gets no gradient
     except (ValueError, TypeError) as e:
-        raise ComponentError(f"train.first_layer_init={p.first_layer_init}: {e}") from None
+        where = p.first_layer_init if p.first_layer == "learned" else p.first_layer
+        raise ComponentError(f"train.first_layer={where}: {e}") from None
+    facts["kernel_sha256"] = kernel_digest(layer)
+    return facts
+
+
+def kernel_digest(layer) -> str:
+    """sha256 of a layer's kernel values (float32): shows whether training moved it."""
+    import hashlib
+
+    import numpy as np
+
+    return hashlib.sha256(np.asarray(layer.kernel, dtype="float32").tobytes()).hexdigest()
 
 
 def _compiled_model(p, task, input_shape, num_classes, steps, state, ckpt_dir, examples):
+    """Returns (model, first-layer facts; empty when resuming or for a plain learned layer)."""
     if state is not None:
         # The checkpoint holds weights, optimizer slots, step counter and seed states (its
         # custom layers and initializers are registered by the zoo imports above).
-        return keras.saving.load_model(ckpt_dir / state["file"])
+        return keras.saving.load_model(ckpt_dir / state["file"]), {}
     model = build_network(p, input_shape, num_classes)
-    if p.first_layer_init is not None:
-        _init_first_layer(model, p, examples)
+    facts = {}
+    if p.first_layer != "learned" or p.first_layer_init is not None or p.freeze_first_layer:
+        facts = _first_layer(model, p, examples)
     model.compile(
         optimizer=optim.make_optimizer(p, steps),
         loss=task.loss(p, examples),
         metrics=task.metrics(num_classes),
     )
-    return model
+    return model, facts
 
 
 @dataclass
@@ -186,6 +226,7 @@ class Fitted:
     checkpoint: EpochCheckpoint
     fit_seconds: float
     restored: bool
+    first_layer: dict = field(default_factory=dict)
 
 
 def fit_in_scope(ctx, plan: _Plan, strategy, precision: str, save_dir: Path, on_epoch) -> Fitted:
@@ -199,7 +240,7 @@ def fit_in_scope(ctx, plan: _Plan, strategy, precision: str, save_dir: Path, on_
     p = plan.params
     examples = ctx.inputs["examples"]
     with runtime.dtype_policy(precision), strategy.scope():
-        model = _compiled_model(
+        model, facts = _compiled_model(
             p, plan.task, plan.input_shape, plan.num_classes, plan.steps, plan.state,
             plan.ckpt_dir, examples,
         )  # fmt: skip
@@ -208,7 +249,7 @@ def fit_in_scope(ctx, plan: _Plan, strategy, precision: str, save_dir: Path, on_
         checkpoint = EpochCheckpoint(save_dir, p.early_stopping, plan.state, on_epoch)
         fit_seconds = _fit(ctx, plan, model, checkpoint)
         restored = checkpoint.restore_best()
-    return Fitted(model, checkpoint, fit_seconds, restored)
+    return Fitted(model, checkpoint, fit_seconds, restored, facts)
 
 
 def _write_files(ctx: Context, model, history: dict) -> None:
@@ -223,6 +264,35 @@ def _write_files(ctx: Context, model, history: dict) -> None:
     for f in files:
         if f is not None:
             ctx.tracker.log_artifact(f)
+
+
+def train_split_metrics(ctx: Context, plan: _Plan, model) -> dict[str, float]:
+    """The final model on the whole train split, inference mode: ``train_split_<metric>``.
+
+    The per-epoch ``accuracy`` is a running mean over an epoch whose weights kept changing,
+    measured with dropout on; capacity claims (Goodfellow et al. 2016, Table 11.1) are about
+    the training error of the model itself.
+    """
+    p = plan.params
+    ds = data.eval_dataset(
+        ctx.inputs["examples"], "train", plan.num_classes, p.batch_size, 0, plan.task, p,
+        model.outputs[0].shape,
+    )  # fmt: skip
+    got = model.evaluate(ds, verbose=0, return_dict=True)
+    return {f"train_split_{k}": float(v) for k, v in got.items()}
+
+
+def _pretrain_metrics(ctx: Context, facts: dict) -> dict[str, float]:
+    """Logs the autoencoder's loss per epoch; returns its final figures (none without one)."""
+    losses = facts.get("pretrain_losses")
+    if not losses:
+        return {}
+    for epoch, loss in enumerate(losses, start=1):
+        ctx.log_metrics({"pretrain_loss": loss}, step=epoch)
+    return {
+        "pretrain_reconstruction_mse": losses[-1],
+        "pretrain_kernel_change": facts["pretrain_kernel_change"],
+    }
 
 
 def _first_conv(name: str) -> str | None:
@@ -273,6 +343,9 @@ def run(ctx: Context) -> None:
     final = _final_metrics(history, plan.count)
     # Trainable and frozen weights alike: what a sweep compares across layer types.
     final["parameters"] = float(model.count_params())
+    final.update(_pretrain_metrics(ctx, fitted.first_layer))
+    if p.measure_train_split:
+        final.update(train_split_metrics(ctx, plan, model))
     ctx.log_metrics(final)
     ctx.tracker.set_tags(
         {"train.precision": precision, "train.resumed_from": str(plan.initial_epoch)}
@@ -295,5 +368,6 @@ def run(ctx: Context) -> None:
             "restored_best_epoch": (checkpoint.best_epoch + 1) if restored else None,
             "fit_seconds": round(fit_seconds, 3),
             "metrics": final,
+            "first_layer": fitted.first_layer,
         }
     )

@@ -18,6 +18,21 @@ STRATEGIES = ("default", "mirrored", MULTI_WORKER)
 # checks that the two lists agree.
 FIRST_LAYER_INITS = ("bilinear", "conv_identity", "edge", "gabor", "kmeans", "sobel")
 FLIPS = ("none", "horizontal", "vertical", "horizontal_and_vertical")
+# ``train.first_layer``: where the first convolution's kernels come from, and whether they
+# train (lecture: "Obtaining kernels without supervised training"; Goodfellow et al. 2016,
+# §9.9). Mode -> (initializer spec or None, frozen, autoencoder pretraining).
+FIRST_LAYERS: dict[str, tuple[dict[str, Any] | None, bool, bool]] = {
+    "learned": (None, False, False),  # purely supervised, the modern default
+    "random_frozen": (None, True, False),  # Jarrett et al. 2009
+    "edge_frozen": ({"name": "edge", "orientation": "both"}, True, False),  # Fig. 9.6
+    "sobel_frozen": ({"name": "sobel"}, True, False),
+    "gabor_frozen": ({"name": "gabor"}, True, False),  # V1 simple cells
+    # Coates & Ng 2011; ε_norm for contrast-normalized (GCN/LCN) pixels, not 0-255.
+    "kmeans_frozen": ({"name": "kmeans", "norm_epsilon": 0.01}, True, False),
+    # Greedy layer-wise pretraining (Lee et al. 2009): an autoencoder trains the layer alone.
+    "autoencoder_frozen": (None, True, True),
+    "autoencoder_fine_tuned": (None, False, True),
+}
 
 
 @dataclass(frozen=True)
@@ -79,6 +94,24 @@ class EarlyStoppingParams:
 
 
 @dataclass(frozen=True)
+class PretrainParams:
+    """The unsupervised stage of ``first_layer: autoencoder_*`` (components/train/pretrain.py).
+
+    The first convolution and a transposed-convolution decoder learn to reconstruct the
+    layer's input from the training images alone, no labels (a convolutional autoencoder,
+    Masci et al. 2011, as the greedy layer-wise stage of Lee et al. 2009).
+    """
+
+    epochs: int = param(2, help="autoencoder epochs on the training images", min=1, max=1000)
+    learning_rate: float = param(
+        2e-3, help="Adam learning rate of the autoencoder", min_exclusive=0.0, max=10.0
+    )
+    max_images: int = param(
+        60_000, help="pretrain on at most this many training images (the first ones)", min=1
+    )
+
+
+@dataclass(frozen=True)
 class TrainParams:
     """Resolved ``train:`` section. Defaults train LeNet-5 on Fashion-MNIST to ≥ 0.90 fast."""
 
@@ -134,14 +167,43 @@ class TrainParams:
         None, help="initializer spec for the first convolution (models.initializers.get)"
     )
     freeze_first_layer: bool = param(False, help="keep the first convolution's kernel fixed")
+    first_layer: str = param(
+        "learned",
+        help="first convolution: learned, random/hand-designed/k-means kernels kept frozen, or "
+        "pretrained by an autoencoder (greedy layer-wise) then frozen or fine-tuned",
+        choices=tuple(FIRST_LAYERS),
+    )
+    pretrain: PretrainParams = field(default_factory=PretrainParams)
+    measure_train_split: bool = param(
+        False,
+        help="after fitting, evaluate the whole train split in inference mode (no dropout or "
+        "augmentation) as train_split_* metrics: the training error of Table 11.1",
+    )
 
     def __post_init__(self):
+        if self.first_layer != "learned" and (
+            self.first_layer_init is not None or self.freeze_first_layer
+        ):
+            raise ValueError(
+                f"first_layer={self.first_layer!r} sets the first convolution itself; drop "
+                "first_layer_init/freeze_first_layer, or keep first_layer: learned"
+            )
         spec = self.first_layer_init
         if spec is not None and spec.get("name") not in FIRST_LAYER_INITS:
             raise ValueError(
                 f"first_layer_init.name={spec.get('name')!r} is unknown; expected one of "
                 f"{', '.join(FIRST_LAYER_INITS)}"
             )
+
+
+def first_layer_plan(p: TrainParams) -> tuple[dict[str, Any] | None, bool, bool]:
+    """(initializer spec or None, frozen, autoencoder pretraining) of the first convolution,
+    from ``first_layer`` or, when that is "learned", ``first_layer_init``/``freeze_first_layer``.
+    """
+    if p.first_layer != "learned":
+        init, frozen, pretrain = FIRST_LAYERS[p.first_layer]
+        return (dict(init) if init else None), frozen, pretrain
+    return p.first_layer_init, p.freeze_first_layer, False
 
 
 def model_kwargs_for(model: str, model_kwargs: dict, names) -> dict:
