@@ -177,10 +177,17 @@ def _cmd_predict(args) -> int:
         print(f"error: no MLflow store to load the model from: {where}", file=sys.stderr)
         return EXIT_USAGE
     with tracking(uri) if uri else contextlib.nullcontext():
-        code = predict(model, args.images, trust=args.trust_model, out_dir=args.out)
+        code = predict(model, args.images, trust=args.trust_model, out_dir=args.out,
+                       overrides=_predict_overrides(args))  # fmt: skip
     if code == 2 and not local:  # the model did not load: say which store was asked
         print(f"(looked in {where})", file=sys.stderr)
     return code
+
+
+def _predict_overrides(args) -> dict[str, float]:
+    """The served post-processing settings given on the command line (detection's NMS)."""
+    names = ("score_threshold", "iou_threshold")
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
 def _version() -> str:
@@ -275,6 +282,15 @@ def _add_predict(sub) -> None:
         help="where a task that draws its answer (segmentation: mask + overlay PNGs) writes "
         "them (default: ./predictions; inputs are never overwritten)",
     )
+    thresholds = {
+        "--score-threshold": "smallest score kept",
+        "--iou-threshold": "NMS suppresses same-class boxes overlapping more",
+    }
+    for flag, what in thresholds.items():
+        pred.add_argument(
+            flag, type=float, metavar="X",
+            help=f"detection models: {what} (0..1; default: the evaluate step's setting)",
+        )  # fmt: skip
     pred.set_defaults(fn=_cmd_predict)
 
 

@@ -114,3 +114,25 @@ def test_predict_prints_one_line_per_box_and_writes_annotated_images(champion, t
     for i in range(2):
         png = out_dir / f"scene{i}_boxes.png"
         assert png.is_file() and Image.open(png).size[0] >= 96
+
+
+@pytest.mark.slow
+def test_predict_score_threshold_override_keeps_fewer_boxes(champion, tmp_path):
+    """Each predict is a fresh process; the champion was served with score_threshold 0."""
+    uri, env, _ = champion
+    scene = fashion_scenes(SceneParams(test_scenes=1), "test").images[0]
+    path = tmp_path / "scene.png"
+    Image.fromarray(scene[..., 0]).save(path)
+
+    def scores(*flags):
+        done = _cli("predict", uri, str(path), "--out", str(tmp_path / "out"), *flags, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return [float(line.split("\t")[2]) for line in done.stdout.strip().splitlines()]
+
+    default = scores()
+    cut = float(np.median(default))
+    higher = scores("--score-threshold", f"{cut:.4f}")
+    assert len(default) == 20 and 0 < len(higher) < len(default)  # evaluate.max_detections=20
+    assert min(higher) >= round(cut, 4) - 1e-4 and min(default) < cut
+    bad = _cli("predict", uri, str(path), "--score-threshold", "1.5", env=env)
+    assert bad.returncode == 2 and "score_threshold=1.5 is outside [0.0, 1.0]" in bad.stderr

@@ -98,6 +98,7 @@ def predict(
     err: TextIO | None = None,
     trust: bool = False,
     out_dir: str | os.PathLike = "predictions",
+    overrides: dict[str, float] | None = None,
 ) -> int:
     """Runs the served model on each file; prints ``path<TAB>answer`` per file.
 
@@ -106,12 +107,16 @@ def predict(
     an overlay PNG) writes it under ``out_dir`` as ``<input stem>_<kind>.png``, never over an
     input, and the line ends with the files written.
 
+    ``overrides`` change the served model's post-processing for this call
+    (:meth:`Task.override_serving`; detection: ``score_threshold``, ``iou_threshold``).
+
     A file that cannot be read or classified gets one line on ``err`` naming it, and the
     others are still classified. A model that cannot be loaded, was not logged by convflow
     (unless ``trust``) or has no signature is reported with its URI.
 
     Returns:
-        0 when every file was classified, 1 when some failed, 2 when the model did not load.
+        0 when every file was classified, 1 when some failed, 2 when the model did not load
+        or does not take the overrides.
     """
     out, err = out or sys.stdout, err or sys.stderr
     try:
@@ -125,6 +130,12 @@ def predict(
         return 2
     channels = model_channels(model)
     task = served_task(model)
+    if overrides:
+        try:
+            task.override_serving(model, overrides)
+        except ValueError as e:
+            print(f"error: {model_uri}: {e}", file=err)
+            return 2
     paths = list(paths)
     files = OutputFiles(out_dir, paths)
     failed = 0

@@ -196,6 +196,15 @@ class Task(abc.ABC):
         the register step, so both build the same served model."""
         return None
 
+    def override_serving(self, model, settings: Mapping[str, float]) -> dict:
+        """Changes a loaded served model's post-processing settings for this process
+        (detection: its NMS thresholds), as ``convflow predict`` options; returns them.
+
+        Raises:
+            ValueError: the task has no such settings, or a value is out of range.
+        """
+        raise ValueError(f"{', '.join(settings)}: a {self.name} model has no settings to override")
+
     @abc.abstractmethod
     def output_specs(self, model) -> list[tuple[str, tuple[int, ...]]]:
         """(dtype, shape) of each served output, for the MLflow signature (-1: any size)."""

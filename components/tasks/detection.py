@@ -218,7 +218,7 @@ class Detection(Task):
         """``(N, max_detections, 6)`` rows ``[x1, y1, x2, y2, score, class]`` in each input's
         pixels (``tasks.detection_serving``); thresholds from ``settings``
         (:meth:`serving_settings`)."""
-        from convflow.components.tasks.detection_serving import YoloV1Detections
+        from convflow.components.tasks.detection_serving import LAYER, YoloV1Detections
 
         s = dict(settings or {})
         num_classes = s.get("num_classes")
@@ -234,9 +234,17 @@ class Detection(Task):
             iou_threshold=s.get("iou_threshold", 0.5),
             max_detections=s.get("max_detections", 100),
             crop="crop" in steps,
-            name="detections",
+            name=LAYER,
         )
         return layer(images, logits)
+
+    def override_serving(self, model, settings) -> dict:
+        """Assigns ``score_threshold``/``iou_threshold`` of a served detector (a pyfunc model,
+        its raw SavedModel or the Keras graph); see ``detection_serving.set_thresholds``."""
+        from convflow.components.tasks.detection_serving import set_thresholds
+
+        raw = model.get_raw_model() if hasattr(model, "get_raw_model") else model
+        return set_thresholds(raw, **settings)
 
     def output_specs(self, model) -> list[tuple[str, tuple[int, ...]]]:
         return [("float32", (-1, int(model.outputs[0].shape[1]), 6))]

@@ -21,6 +21,9 @@ import keras
 import tensorflow as tf
 
 COLUMNS = ("x1", "y1", "x2", "y2", "score", "class")
+LAYER = "detections"
+#: threshold name -> (lowest, highest) accepted value
+THRESHOLDS = {"score_threshold": (0.0, 1.0), "iou_threshold": (0.0, 1.0)}
 
 
 @keras.saving.register_keras_serializable(package="convflow")
@@ -44,6 +47,16 @@ class YoloV1Detections(keras.layers.Layer):
         self.iou_threshold = float(iou_threshold)
         self.max_detections = int(max_detections)
         self.crop = bool(crop)
+        # Variables, not constants: the exported graph reads them at each call, so a consumer
+        # can assign new thresholds to the loaded SavedModel (set_thresholds).
+        self.score_var = self._threshold("score_threshold", self.score_threshold)
+        self.iou_var = self._threshold("iou_threshold", self.iou_threshold)
+
+    def _threshold(self, name, value):
+        return self.add_weight(
+            shape=(), dtype="float32", trainable=False, name=name,
+            initializer=keras.initializers.Constant(value),
+        )  # fmt: skip
 
     def _decode(self, y_pred):
         """Normalized [y1, x1, y2, x2] boxes (N, S·S·B, 4) and class scores (N, S·S·B, C)."""
@@ -77,7 +90,8 @@ class YoloV1Detections(keras.layers.Layer):
         nms = tf.image.combined_non_max_suppression(
             boxes[:, :, None, :], scores,
             max_output_size_per_class=self.max_detections, max_total_size=self.max_detections,
-            iou_threshold=self.iou_threshold, score_threshold=self.score_threshold,
+            iou_threshold=tf.convert_to_tensor(self.iou_var),
+            score_threshold=tf.convert_to_tensor(self.score_var),
             pad_per_class=False, clip_boxes=True,
         )  # fmt: skip
         top, left, height, width = self._window(images)
@@ -102,6 +116,45 @@ class YoloV1Detections(keras.layers.Layer):
             "max_detections": self.max_detections,
             "crop": self.crop,
         }
+
+
+def _variable_name(variable) -> str:
+    """``layer/name`` of a Keras variable (``path``) or a restored tf.Variable (``name``)."""
+    return str(getattr(variable, "path", None) or variable.name).split(":")[0]
+
+
+def set_thresholds(model, **thresholds: float) -> dict[str, float]:
+    """Assigns NMS thresholds of a served detector; returns all of them after the change.
+
+    Args:
+        model: the served Keras model, or its TF SavedModel as loaded by
+            ``tf.saved_model.load`` (``pyfunc_model.get_raw_model()`` for a model loaded by
+            ``mlflow.pyfunc.load_model``).
+        **thresholds: ``score_threshold`` and/or ``iou_threshold``, each in [0, 1].
+
+    Raises:
+        ValueError: an unknown name, a value out of range, or a model without the
+            threshold variables (not a convflow detector, or logged before they existed).
+    """
+    found = {}
+    for v in model.variables:
+        layer, _, name = _variable_name(v).rpartition("/")
+        if layer.endswith(LAYER) and name in THRESHOLDS:
+            found[name] = v
+    for name, value in thresholds.items():
+        if name not in THRESHOLDS:
+            raise ValueError(f"unknown threshold {name!r}; expected one of {sorted(THRESHOLDS)}")
+        low, high = THRESHOLDS[name]
+        if not low <= float(value) <= high:
+            raise ValueError(f"{name}={value!r} is outside [{low}, {high}]")
+        if name not in found:
+            raise ValueError(
+                f"this model has no {LAYER}/{name} variable to override (not a convflow "
+                "detector, or logged before thresholds could be overridden)"
+            )
+    for name, value in thresholds.items():
+        found[name].assign(float(value))
+    return {name: float(keras.ops.convert_to_numpy(v)) for name, v in sorted(found.items())}
 
 
 def rows_to_detections(rows) -> dict:
