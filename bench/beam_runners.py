@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import hashlib
 import json
 import os
 import shutil
@@ -68,36 +67,19 @@ def write_ingest(root: Path, limit: int) -> Path:
     return src
 
 
-def fingerprint(path: Path, properties: dict) -> str:
-    """The artifact store's fingerprint: files + properties."""
-    from convflow.pipelines.cache import fingerprint_dir
-
-    props = json.dumps(properties, sort_keys=True, default=str)
-    return hashlib.sha256(f"{fingerprint_dir(path)}\0{props}".encode()).hexdigest()
-
-
 def run_preprocess(root: Path, src: Path, **params) -> tuple[float, str, int]:
     """Runs the component; returns (seconds, examples fingerprint, images)."""
-    from convflow.components.base import Artifact, Context, OutputArtifact
+    from convflow.components.base import Artifact, run_by_hand
     from convflow.components.preprocess import Params, preprocess
 
-    run = Path(tempfile.mkdtemp(dir=root))
-    outputs = {}
-    for name, kind in (("examples", "Examples"), ("statistics", "Statistics")):
-        (run / name).mkdir()
-        outputs[name] = OutputArtifact(str(run / name), kind)
-    ctx = Context(
-        params=Params(**params),
-        inputs={"examples": Artifact.load(src)},
-        outputs=outputs,
-        work_dir=run / "work",
-        show_progress=False,
-    )
+    metrics: dict = {}
     start = time.perf_counter()
-    preprocess(ctx)
+    outputs = run_by_hand(
+        preprocess, tempfile.mkdtemp(dir=root), {"examples": Artifact.load(src)},
+        Params(**params), metrics=metrics,
+    )  # fmt: skip
     seconds = time.perf_counter() - start
-    out = outputs["examples"]
-    return seconds, fingerprint(out.path, out.properties), int(ctx.metrics["images"])
+    return seconds, outputs["examples"].fingerprint, int(metrics["images"])
 
 
 def free_port() -> int:

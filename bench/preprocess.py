@@ -117,26 +117,16 @@ def write_ingest(root: Path, x: np.ndarray, y: np.ndarray, n_train: int) -> Path
 
 def run_beam(root: Path, src: Path, steps: list[str], mode: str):
     """Runs the component; returns (seconds end to end, Beam-job seconds, output artifact)."""
-    from convflow.components.base import Artifact, Context, OutputArtifact
+    from convflow.components.base import Artifact, run_by_hand
     from convflow.components.preprocess import Params, preprocess
 
-    run = Path(tempfile.mkdtemp(dir=root))
-    outputs = {}
-    for name, kind in (("examples", "Examples"), ("statistics", "Statistics")):
-        (run / name).mkdir()
-        outputs[name] = OutputArtifact(str(run / name), kind)
-    ctx = Context(
-        params=Params(steps=steps, direct_running_mode=mode),
-        inputs={"examples": Artifact.load(src)},
-        outputs=outputs,
-        work_dir=run / "work",
-        show_progress=False,
-    )
+    metrics: dict = {}
     start = time.perf_counter()
-    preprocess(ctx)
-    seconds = time.perf_counter() - start
-    out = Artifact(str(run / "examples"), "Examples", "", "", outputs["examples"].properties)
-    return seconds, ctx.metrics["seconds"], out
+    outputs = run_by_hand(
+        preprocess, tempfile.mkdtemp(dir=root), {"examples": Artifact.load(src)},
+        Params(steps=steps, direct_running_mode=mode), metrics=metrics,
+    )  # fmt: skip
+    return time.perf_counter() - start, metrics["seconds"], outputs["examples"]
 
 
 def main() -> None:

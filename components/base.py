@@ -335,11 +335,13 @@ def run_by_hand(
     params: Any,
     pipeline: Mapping[str, Any] | None = None,
     show_progress: bool = False,
+    metrics: dict[str, Any] | None = None,
 ) -> dict[str, Artifact]:
     """Runs one component outside the runner (tests, bench/, notebooks); publishes its outputs.
 
     Outputs go to ``root/<output name>``, scratch to ``root/work``; nothing is cached and
-    nothing is sent to MLflow (the tracker records nothing).
+    nothing is sent to MLflow (the tracker records nothing). ``metrics``, when given, receives
+    the step's metrics (what the runner would log).
 
     Returns:
         Output name -> the published Artifact.
@@ -359,4 +361,6 @@ def run_by_hand(
         show_progress=show_progress,
     )
     comp(ctx)
+    if metrics is not None:
+        metrics.update(ctx.metrics)
     return {name: publish_by_hand(out, comp.name) for name, out in outputs.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import shutil
@@ -56,47 +57,65 @@ def sqlite_uri(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """A real ``mlflow server`` on a free loopback port, started by mlflow/server.sh."""
-    root = tmp_path_factory.mktemp("mlflow_server")
-    port = free_port()
+def start_mlflow_server(
+    data: Path, port: int, log: Path, backend: str | None = None, wait_s: float = 300
+) -> subprocess.Popen:
+    """``mlflow/server.sh`` over ``data`` on ``127.0.0.1:port``, returned once /health answers.
+
+    The server runs in its own session, so ``os.killpg(proc.pid, ...)`` stops its workers
+    too. ``backend`` is a database URI (MLFLOW_BACKEND; default: sqlite under ``data``).
+
+    Raises:
+        RuntimeError: the server exited or did not answer within ``wait_s`` seconds (a loaded
+            shared machine takes minutes); the message ends with the server's log.
+    """
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "MLFLOW_PORT": str(port),
-        "MLFLOW_DATA": str(root),
+        "MLFLOW_DATA": str(data),
     }
-    log = open(root / "server.log", "w")  # noqa: SIM115 - lives as long as the server
-    proc = subprocess.Popen(
-        ["bash", str(REPO / "mlflow" / "server.sh"), "--workers", "1"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300  # a loaded shared machine takes minutes to start one
+    if backend:
+        env["MLFLOW_BACKEND"] = backend
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            ["bash", str(REPO / "mlflow" / "server.sh"), "--workers", "1"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + wait_s
     while True:
         try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=2) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
                 if r.status == 200:
-                    break
+                    return proc
         except OSError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(
-                f"mlflow server did not start: {(root / 'server.log').read_text()[-2000:]}"
-            )
+            stop_mlflow_server(proc)
+            raise RuntimeError(f"mlflow server did not start: {log.read_text()[-2000:]}")
         time.sleep(0.5)
-    yield uri
-    os.killpg(proc.pid, signal.SIGTERM)  # the server's gunicorn/uvicorn workers too
+
+
+def stop_mlflow_server(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Stops the server and its gunicorn/uvicorn workers (SIGKILL after 20 s)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory):
+    """A real ``mlflow server`` on a free loopback port, for the whole session."""
+    root = tmp_path_factory.mktemp("mlflow_server")
+    port = free_port()
+    proc = start_mlflow_server(root, port, root / "server.log")
+    yield f"http://127.0.0.1:{port}"
+    stop_mlflow_server(proc)
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool = True) -> Path:

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -145,33 +144,12 @@ def mlflow_server(root: Path, backend: str) -> Iterator[str]:
     Yields:
         The tracking URI, ``http://127.0.0.1:PORT``.
     """
-    import urllib.request
-
-    from conftest import REPO
+    from conftest import start_mlflow_server, stop_mlflow_server
 
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    env = {
-        **os.environ,
-        "PATH": f"{PYTHON_BIN}{os.pathsep}{os.environ['PATH']}",
-        "MLFLOW_PORT": str(port),
-        "MLFLOW_DATA": str(root),
-        "MLFLOW_BACKEND": backend,
-    }
-    proc = _start(["bash", str(REPO / "mlflow" / "server.sh"), "--workers", "1"], root / "log", env)
-    uri = f"http://127.0.0.1:{port}"
+    proc = start_mlflow_server(root, port, root / "log", backend=backend)
     try:
-        deadline = time.monotonic() + 300  # a loaded machine starts it slowly
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server did not start: {(root / 'log').read_text()}")
-            time.sleep(0.5)
-        yield uri
+        yield f"http://127.0.0.1:{port}"
     finally:
-        _stop(proc)
+        stop_mlflow_server(proc)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import REPO, free_port
+from conftest import free_port, start_mlflow_server, stop_mlflow_server
 from convflow.pipelines.cli import main
 from convflow.pipelines.tracking import RETRY_S, retry_schedule
 from mlflow.tracking import MlflowClient
@@ -22,35 +20,12 @@ TESTS = Path(__file__).parent
 
 
 def start_server(data: Path, port: int) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "MLFLOW_PORT": str(port),
-        "MLFLOW_DATA": str(data),
-    }
-    log = open(data.parent / f"server-{port}-{time.monotonic_ns()}.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        ["bash", str(REPO / "mlflow" / "server.sh"), "--workers", "1"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        health = f"http://127.0.0.1:{port}/health"
-        with contextlib.suppress(OSError), urllib.request.urlopen(health, timeout=2) as r:
-            if r.status == 200:
-                return proc
-        time.sleep(0.5)
-    stop_server(proc)
-    raise RuntimeError("mlflow server did not start")
+    log = data.parent / f"server-{port}-{time.monotonic_ns()}.log"
+    return start_mlflow_server(data, port, log, wait_s=240)
 
 
 def stop_server(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # abrupt, like a crash or a redeploy
-    proc.wait(timeout=30)
+    stop_mlflow_server(proc, signal.SIGKILL)  # abrupt, like a crash or a redeploy
 
 
 def start_pipeline(tmp_path, uri, budget_s):
