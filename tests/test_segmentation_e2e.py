@@ -26,6 +26,22 @@ CHILD = textwrap.dedent(
     print("OUTPUTS", model.metadata.get_output_schema().inputs[0].shape)
     """
 )
+# A register.probabilities model: MLflow's keras pyfunc returns its dict of outputs inside a
+# 0-d object array.
+CHILD_PROBS = textwrap.dedent(
+    """
+    import sys, mlflow, numpy as np
+    model = mlflow.pyfunc.load_model(sys.argv[1])
+    out = model.predict(np.random.default_rng(0).integers(0, 255, (2, 40, 72, 1)).astype(np.uint8))
+    out = out.item()
+    cmap, probs = np.asarray(out["class_map"]), np.asarray(out["probabilities"])
+    print("MAP", cmap.shape, cmap.dtype)
+    print("PROBS", probs.shape, probs.dtype)
+    print("SUMS", float(np.abs(probs.sum(-1) - 1).max()))
+    print("ARGMAX", bool((probs.argmax(-1) == cmap).all()))
+    print("SCHEMA", [(s.name, s.shape) for s in model.metadata.get_output_schema().inputs])
+    """
+)
 
 
 @pytest.mark.slow
@@ -99,3 +115,26 @@ def test_segmentation_pipeline_serves_input_sized_maps_and_predict_writes_files(
     assert main(["predict", uri, *args, "--tracking-uri", mlflow_server]) == 1
     assert "refusing to overwrite the input" in capsys.readouterr().err
     assert (images / "c_mask.png").read_bytes() == guarded
+
+    # register.probabilities: the same network served with per-pixel probabilities too is
+    # another version (only register runs again); the blessing was decided against no
+    # champion, so it becomes @challenger while version 1 stays @champion.
+    assert main([*run, "--set", "register.probabilities=true"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("| cached ") == 5 and printed.count("| ran ") == 1
+    assert client.get_model_version_by_alias(NAME, "challenger").version == "2"
+    assert client.get_model_version_by_alias(NAME, "champion").version == "1"
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD_PROBS, f"models:/{NAME}@challenger"],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert child.returncode == 0, child.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in child.stdout.splitlines() if " " in line)
+    assert lines["MAP"] == "(2, 40, 72) int32"
+    assert lines["PROBS"] == "(2, 40, 72, 11) float32"
+    assert float(lines["SUMS"]) < 1e-4 and lines["ARGMAX"] == "True"
+    assert lines["SCHEMA"] == "[('class_map', (-1, -1, -1)), ('probabilities', (-1, -1, -1, 11))]"
+    out2 = tmp_path / "pred2"
+    args = [str(images / "b.png"), "--out", str(out2), "--tracking-uri", mlflow_server]
+    assert main(["predict", f"models:/{NAME}@challenger", *args]) == 0
+    assert sorted(p.name for p in out2.iterdir()) == ["b_mask.png", "b_overlay.png"]

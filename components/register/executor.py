@@ -44,11 +44,19 @@ def read_blessing(ctx: Context) -> dict:
     return json.loads(path.read_text())
 
 
+def served_settings(ctx: Context) -> dict | None:
+    """The blessing's serving settings, plus ``probabilities`` when register.probabilities."""
+    settings = ctx.inputs["blessing"].properties.get("serving_settings")
+    if ctx.params.probabilities:
+        settings = {**(settings or {}), "probabilities": True}
+    return settings
+
+
 def _create_version(ctx: Context, client, name: str, examples, tags: dict):
     """Logs the served model to the step's run and registers it; (version, logged URI)."""
     # The evaluate step's served post-processing (detection's NMS thresholds), so the
     # registered model is the one that was evaluated.
-    settings = ctx.inputs["blessing"].properties.get("serving_settings")
+    settings = served_settings(ctx)
     serving = serving_model_for(ctx.inputs["model"], examples, ctx.task, settings)
     with step_run(ctx.tracker.run_id):
         class_names = ExamplesInfo.of(examples).class_names
@@ -68,7 +76,10 @@ def _tags(ctx: Context, blessing: dict) -> dict:
     """The version's lineage tags, the blessing's reasons and the model fingerprint."""
     tags = lineage_tags(ctx.pipeline, ctx.inputs["examples"].fingerprint, blessing["blessed"])
     tags["convflow.blessing"] = "; ".join(blessing.get("reasons", []))[:5000]
-    tags[MODEL_FINGERPRINT_TAG] = ctx.inputs["model"].fingerprint
+    fingerprint = ctx.inputs["model"].fingerprint
+    if ctx.params.probabilities:  # another served graph of the same network: its own version
+        fingerprint += "+probabilities"
+    tags[MODEL_FINGERPRINT_TAG] = fingerprint
     return tags
 
 

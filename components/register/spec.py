@@ -29,6 +29,24 @@ class RegisterParams:
     await_registration_s: int = param(
         300, help="how long to wait for the version to become READY", min=1
     )
+    probabilities: bool = param(
+        False,
+        help="segmentation: the served model also returns per-pixel probabilities (a dict "
+        "output {class_map, probabilities})",
+    )
+
+
+def check(params: RegisterParams, task) -> None:
+    """``register.probabilities`` only for a task whose served model can add them.
+
+    Raises:
+        ValueError: one line naming the key.
+    """
+    if params.probabilities and task is not None and not task.optional_probabilities:
+        raise ValueError(
+            f"register.probabilities=true: the {task.name} task's served model has no "
+            "per-pixel probabilities to add; remove register.probabilities"
+        )
 
 
 register = declare(
@@ -39,6 +57,7 @@ register = declare(
     params=RegisterParams,
     key_facts=("model_name", "tracking_uri"),
     effect=effect_gone,
+    check=check,
 )
 
 __all__ = ["BLESSING_FILE", "REGISTRATION_FILE", "RegisterParams", "register"]

@@ -36,7 +36,8 @@ def signature(model, task: tasks.Task) -> ModelSignature:
     """
     channels = model.inputs[0].shape[-1]
     dtype = np.dtype(str(model.inputs[0].dtype).replace("tf.", ""))
-    outputs = [TensorSpec(np.dtype(d), shape) for d, shape in task.output_specs(model)]
+    # (dtype, shape) or, for a model with a dict of outputs, (dtype, shape, name).
+    outputs = [TensorSpec(np.dtype(s[0]), s[1], *s[2:]) for s in task.output_specs(model)]
     return ModelSignature(
         inputs=Schema([TensorSpec(dtype, (-1, -1, -1, channels))]), outputs=Schema(outputs)
     )

@@ -50,6 +50,8 @@ def read_image(
 def served_outputs(model, image: np.ndarray):
     """The served model's outputs for one image (the batch axis dropped)."""
     outputs = model.predict(image[None])
+    if isinstance(outputs, np.ndarray) and outputs.dtype == object and outputs.shape == ():
+        outputs = outputs.item()  # MLflow's keras pyfunc wraps a dict of outputs in a 0-d array
     if isinstance(outputs, dict):
         return {k: np.asarray(v)[0] for k, v in outputs.items()}
     return np.asarray(outputs)[0]

@@ -14,9 +14,11 @@ What a task decides, by pipeline stage:
   a :class:`Window`; :meth:`Task.move_targets` moves a batch's targets the same way (labels
   stay, masks move by nearest neighbour, boxes are shifted, scaled, clipped and dropped when
   cropped away). The image transforms themselves stay in the one transform table.
-- **training**: :meth:`Task.training_target` (record target -> what the loss wants, in
-  tf.data), :meth:`Task.loss`, :meth:`Task.metrics` and :attr:`Task.model_kinds` (which zoo
-  kinds fit, checked by ``convflow validate``; every zoo model takes the same arguments, so
+- **training**: :meth:`Task.train_problem` (train options the task cannot honour, checked
+  by ``convflow validate``), :meth:`Task.training_target` (record target -> what the loss
+  wants, in tf.data), :meth:`Task.pixel_weights` (per-pixel loss weights),
+  :meth:`Task.loss`, :meth:`Task.metrics` and :attr:`Task.model_kinds` (which zoo kinds fit,
+  checked by ``convflow validate``; every zoo model takes the same arguments, so
   the train step builds it the same way for every task, ending in logits).
 - **evaluation**: :meth:`Task.evaluate` (metrics, per-class table and plots of the trained
   network and of the served model), :meth:`Task.served_score` (the blessing metric of any
@@ -106,6 +108,9 @@ class Task(abc.ABC):
     head_activation: ClassVar[str | None]
     #: the target features each record carries besides ``image`` and ``shape``.
     target_features: ClassVar[tuple[TargetFeature, ...]]
+    #: the served model can add per-pixel probabilities to its answer when the serving
+    #: settings hold ``{"probabilities": True}`` (``register.probabilities``).
+    optional_probabilities: ClassVar[bool] = False
 
     # --- records ---------------------------------------------------------------------
     def check_target(
@@ -143,6 +148,26 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def training_target(self, target: Mapping[str, Any], num_classes: int) -> Any:
         """One record's target (tf tensors by feature name) -> the loss's ``y_true`` (tf.data)."""
+
+    def train_problem(self, params: Any) -> str | None:
+        """Why the train step's ``params`` (TrainParams) do not fit this task, as one line
+        naming the key, or None. ``convflow validate`` calls it, so it needs no Keras.
+
+        The default refuses per-pixel loss weights, which only a dense task has.
+        """
+        weighting = getattr(params, "pixel_weighting", "none")
+        if weighting != "none":
+            return (
+                f"train.pixel_weighting={weighting!r} weighs pixels of masks; the {self.name} "
+                "task has none: set it to 'none'"
+            )
+        return None
+
+    def pixel_weights(self, params: Any):
+        """A per-record map ``target -> (H, W) float32`` loss weights (Keras ``sample_weight``),
+        run once per training record in tf.data before the split is cached, or None (the
+        default: no per-pixel weights)."""
+        return None
 
     def batch_targets(self, params: Any, output_shape, num_classes: int, training: bool):
         """A map over batches ``(images, targets) -> (images, y_true)`` that replaces the

@@ -5,8 +5,9 @@ Crops and resizes move the mask with the image by nearest neighbour, so no class
 invented; contrast normalization touches only the image. The network ends in per-pixel
 logits ``(B, h, w, K)``; training uses :class:`MaskedSparseCrossEntropy` (ignore pixels
 skipped; optional median-frequency class weights as in SegNet, optional U-Net border
-weights) and Keras' MeanIoU. The served model adds a softmax, maps the scores back onto the
-raw image's pixel grid and returns the class map ``int32 (N, H, W)`` at the input's H×W.
+weights computed once per training record in tf.data) and Keras' MeanIoU. The served model
+adds a softmax, maps the scores back onto the raw image's pixel grid and returns the class
+map ``int32 (N, H, W)`` at the input's H×W.
 Blessing metric: mean IoU of the served model on the raw test images (Long et al. 2015, §5).
 
 Keras and TensorFlow load inside the methods that run in executors: ``convflow validate``
@@ -30,6 +31,12 @@ MASK = "mask"
 IGNORE_INDEX = mask_ops.IGNORE_INDEX
 MASK_FEATURES = (TargetFeature(MASK, "uint8", (IMAGE_HEIGHT, IMAGE_WIDTH)),)
 OVERLAYS_FILE, IOU_FILE, CONFUSION_FILE = "overlays.png", "per_class_iou.png", "confusion.png"
+CLASS_MAP, PROBABILITIES = "class_map", "probabilities"  # the served outputs' names
+# train.augment options that move pixels (or paste in another image's): the mask must move
+# with them, and the image-only augmentation does not move it.
+MOVES_PIXELS = (
+    "flip", "translation", "zoom", "crop_padding", "rand_augment", "mixup_alpha", "cutmix_alpha",
+)  # fmt: skip
 
 
 class Segmentation(Task):
@@ -40,6 +47,7 @@ class Segmentation(Task):
     blessing_metric = "mean_iou"
     head_activation = "softmax"
     target_features = MASK_FEATURES
+    optional_probabilities = True
 
     def check_target(self, target, image_shape, num_classes):
         mask = np.asarray(target[MASK])
@@ -73,6 +81,37 @@ class Segmentation(Task):
         moved = np.empty(len(column), object)
         moved[:] = [move(m) for m in column]
         return {**targets, MASK: moved}
+
+    def train_problem(self, params) -> str | None:
+        """Refuses ``train.augment`` options that move or mix image pixels: the image-only
+        augmentation leaves the mask where it was, so the targets would be wrong. Photometric
+        options (``contrast``, ``erasing_probability``) move nothing and are accepted."""
+        augment = getattr(params, "augment", None)
+        for key in MOVES_PIXELS:
+            value = getattr(augment, key, None)
+            if value not in (None, "none", False, 0, 0.0):
+                return (
+                    f"train.augment.{key}={value!r} moves image pixels but not the mask; "
+                    "segmentation takes only photometric augmentation (contrast, "
+                    f"erasing_probability): remove train.augment.{key}"
+                )
+        return None
+
+    def pixel_weights(self, params):
+        """U-Net's border weight map (:func:`weight_maps.unet_weight_map`) of each training
+        mask when ``train.pixel_weighting`` is ``unet_border``; else None."""
+        if getattr(params, "pixel_weighting", "none") != "unet_border":
+            return None
+        import tensorflow as tf  # runs inside tf.data's map, in the train executor
+        from convflow.components.weight_maps import unet_weight_map
+
+        w0, sigma = float(params.border_w0), float(params.border_sigma)
+
+        def weigh(mask):
+            w = tf.numpy_function(lambda m: unet_weight_map(m, w0, sigma), [mask], tf.float32)
+            return tf.ensure_shape(w, mask.shape)
+
+        return weigh
 
     def training_target(self, target, num_classes: int):
         import tensorflow as tf  # runs inside tf.data's map, in the train executor
@@ -142,20 +181,34 @@ class Segmentation(Task):
         k = max(k, *(int(m[m != IGNORE_INDEX].max(initial=0)) + 1 for m in masks))
         return SM.scores(_confusion(masks, predicted, k))["mean_iou"]
 
-    def serving_outputs(self, images, logits, transform):
+    def serving_outputs(self, images, logits, transform, settings=None):
+        """The class map ``int32 (N, H, W)`` at the input's H×W; with ``settings``
+        ``{"probabilities": True}`` the dict ``{"class_map": ..., "probabilities": float32
+        (N, H, W, K)}``, the softmax scores bilinearly resized to the input (each pixel's
+        scores still sum to 1)."""
         import keras
         from convflow.models.layers.dense_output import ClassMap, ScoresToImageSize
 
-        probs = keras.layers.Softmax(dtype="float32", name="probabilities")(logits)
+        probs = keras.layers.Softmax(dtype="float32", name="softmax")(logits)
         cropped = transform is not None and "crop" in tuple(transform.steps)
         full = ScoresToImageSize(cropped=cropped, name="to_input_size")([probs, images])
-        return ClassMap(name="class_map")(full)
+        class_map = ClassMap(name=CLASS_MAP)(full)
+        if not (settings or {}).get(PROBABILITIES):
+            return class_map
+        return {CLASS_MAP: class_map, PROBABILITIES: full}
 
-    def output_specs(self, model) -> list[tuple[str, tuple[int, ...]]]:
-        return [("int32", (-1, -1, -1))]
+    def output_specs(self, model) -> list[tuple]:
+        """``(dtype, shape)``, or ``(dtype, shape, name)`` per output of a dict model."""
+        if not isinstance(model.output, Mapping):
+            return [("int32", (-1, -1, -1))]
+        k = int(model.output[PROBABILITIES].shape[-1])
+        return [
+            ("int32", (-1, -1, -1), CLASS_MAP),
+            ("float32", (-1, -1, -1, k), PROBABILITIES),
+        ]
 
     def describe_prediction(self, outputs, class_names: Sequence[str]) -> str:
-        mask = np.asarray(outputs)
+        mask = class_map_of(outputs)
         shares = mask_ops.class_shares(mask, len(class_names))
         order = np.argsort(-shares)
         return "  ".join(f"{class_names[i]} {shares[i]:.1%}" for i in order if shares[i] > 0)
@@ -164,7 +217,7 @@ class Segmentation(Task):
         """Writes ``<stem>_mask.png`` (palette PNG, pixel = class) and ``<stem>_overlay.png``."""
         from PIL import Image
 
-        mask = np.asarray(outputs).astype(np.uint8)
+        mask = class_map_of(outputs).astype(np.uint8)
         mask_path = mask_ops.save_palette_png(mask, files.path(stem, "_mask.png"))
         overlay_path = files.path(stem, "_overlay.png")
         Image.fromarray(mask_ops.overlay(np.asarray(image), mask)).save(overlay_path)
@@ -218,14 +271,25 @@ def network_confusion(inputs: EvalInputs, k: int) -> tuple[np.ndarray, float, in
     return cm, loss_sum / max(pixels, 1), count
 
 
+def class_map_of(outputs) -> np.ndarray:
+    """The class maps in a served model's answer: the array itself, or the ``class_map``
+    entry of a ``register.probabilities`` model's dict (MLflow's keras pyfunc hands that
+    dict back inside a 0-d object array)."""
+    if isinstance(outputs, np.ndarray) and outputs.dtype == object and outputs.shape == ():
+        outputs = outputs.item()
+    if isinstance(outputs, Mapping):
+        outputs = outputs[CLASS_MAP]
+    return np.asarray(outputs)
+
+
 def served_masks(predict: Callable, images, batch_size: int) -> list[np.ndarray]:
     """Class maps of a served model's ``predict`` over same-size batches or single images."""
     if isinstance(images, np.ndarray):
         out = []
         for i in range(0, len(images), batch_size):
-            out.extend(np.asarray(predict(images[i : i + batch_size])))
+            out.extend(class_map_of(predict(images[i : i + batch_size])))
         return out
-    return [np.asarray(predict(image[None]))[0] for image in images]
+    return [class_map_of(predict(image[None]))[0] for image in images]
 
 
 TASK = Segmentation()

@@ -49,17 +49,22 @@ def check_examples(artifact: Artifact) -> tuple[tuple[int, int, int], int]:
     return tuple(props["image_shape"]), int(props["num_classes"])
 
 
-def labelled(artifact: Artifact, split: str, num_classes: int, cache_limit_mb: int, task=None):
+def labelled(
+    artifact: Artifact, split: str, num_classes: int, cache_limit_mb: int, task=None, weigh=None
+):
     """(image, training target) pairs, cached in memory when the split fits the limit.
 
     The task encodes the targets (classification: one-hot labels, so label smoothing, MixUp
-    and CutMix all see the same format).
+    and CutMix all see the same format). ``weigh`` (:meth:`Task.pixel_weights`) adds a third
+    element, the record's loss weights, computed once per record before the cache.
     """
     task = task or tasks.get(tasks.DEFAULT)
-    ds = dataset(artifact, split, task=task).map(
-        lambda x, y: (x, task.training_target(y, num_classes)),
-        num_parallel_calls=AUTOTUNE,
-    )
+
+    def encode(x, y):
+        target = task.training_target(y, num_classes)
+        return (x, target) if weigh is None else (x, target, weigh(y))
+
+    ds = dataset(artifact, split, task=task).map(encode, num_parallel_calls=AUTOTUNE)
     if split_bytes(artifact, split) <= cache_limit_mb * 2**20:
         ds = ds.cache()
     return ds
@@ -82,7 +87,8 @@ def train_dataset(
     A task with batch targets (:meth:`Task.batch_targets`, detection) augments and encodes
     each batch itself; ``output_shape`` is the network's.
     """
-    base = labelled(artifact, "train", num_classes, params.cache_limit_mb, task)
+    weigh = task.pixel_weights(params) if task else None
+    base = labelled(artifact, "train", num_classes, params.cache_limit_mb, task, weigh)
     buffer = min(params.shuffle_buffer, split_count(artifact, "train"))
 
     def epoch(e):
@@ -139,7 +145,8 @@ _FLOAT32 = {"dtype": "float32"}
 
 
 def _image_layers(cfg: AugmentParams, seed: int, artifact: Artifact) -> list:
-    """The per-image augmentation layers, in order (flip, crop, shift, RandAugment, erasing)."""
+    """The per-image augmentation layers, in order (flip, crop, shift, zoom, contrast,
+    RandAugment, erasing)."""
     height, width, _ = artifact.properties["image_shape"]
     kw = _FLOAT32
     image_layers = []
@@ -158,7 +165,12 @@ def _image_layers(cfg: AugmentParams, seed: int, artifact: Artifact) -> list:
         image_layers.append(
             keras.layers.RandomZoom(cfg.zoom, cfg.zoom, fill_mode="constant", seed=seed + 8, **kw)
         )
-    value_range = _value_range(artifact) if cfg.rand_augment or cfg.erasing_probability else None
+    ranged = cfg.rand_augment or cfg.erasing_probability or cfg.contrast
+    value_range = _value_range(artifact) if ranged else None
+    if cfg.contrast:
+        image_layers.append(
+            keras.layers.RandomContrast(cfg.contrast, value_range=value_range, seed=seed + 9, **kw)
+        )
     if cfg.rand_augment:
         image_layers.append(
             keras.layers.RandAugment(
@@ -206,12 +218,14 @@ def build_augmentation(cfg: AugmentParams, seed: int, artifact: Artifact):
             tf.where(coin, outs[0]["labels"], outs[1]["labels"]),
         )
 
-    def augment(images, labels):
+    def augment(images, labels, *weights):
+        # weights: per-pixel loss weights (Task.pixel_weights); only tasks whose
+        # train_problem refuses pixel-moving options have them, so they stay as they are.
         for layer in image_layers:
             images = layer(images, training=True)
         images = tf.ensure_shape(images, [None, height, width, None])
         if mixers:
             images, labels = mix(images, labels)
-        return images, labels
+        return (images, labels, *weights)
 
     return augment

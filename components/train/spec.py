@@ -66,6 +66,12 @@ class AugmentParams:
     erasing_probability: float = param(
         0.0, help="RandomErasing probability; 0 = off (Zhong et al. 2020)", min=0.0, max=1.0
     )
+    contrast: float = param(
+        0.0,
+        help="max random contrast change as a fraction (photometric: no pixel moves)",
+        min=0.0,
+        max=1.0,
+    )
 
     @property
     def enabled(self) -> bool:
@@ -79,6 +85,7 @@ class AugmentParams:
                 self.mixup_alpha > 0,
                 self.cutmix_alpha > 0,
                 self.erasing_probability > 0,
+                self.contrast > 0,
             )
         )
 
@@ -145,6 +152,16 @@ class TrainParams:
         help="segmentation: 'median_frequency' weighs each class by median freq / its freq "
         "(Eigen & Fergus 2015, SegNet)",
         choices=("none", "median_frequency"),
+    )
+    pixel_weighting: str = param(
+        "none",
+        help="segmentation: 'unet_border' weighs background pixels between objects by "
+        "1 + w0 exp(-(d1+d2)^2 / 2 sigma^2) (Ronneberger et al. 2015, eq. 2)",
+        choices=("none", "unet_border"),
+    )
+    border_w0: float = param(10.0, help="unet_border: the border weight w0", min=0.0)
+    border_sigma: float = param(
+        5.0, help="unet_border: the border width sigma in pixels", min_exclusive=0.0
     )
     augment: AugmentParams = field(default_factory=AugmentParams)
     early_stopping: EarlyStoppingParams = field(default_factory=EarlyStoppingParams)
@@ -220,7 +237,8 @@ def model_kwargs_for(model: str, model_kwargs: dict, names) -> dict:
 
 def check(params: TrainParams, task) -> None:
     """``train.model`` against the zoo's metadata: the name exists, its kind fits the task,
-    and ``train.model_kwargs`` are arguments its builder accepts. Needs no Keras.
+    and ``train.model_kwargs`` are arguments its builder accepts; ``train.augment`` and the
+    loss options against the task (:meth:`Task.train_problem`). Needs no Keras.
 
     Raises:
         ValueError: one line naming the key, the value and what is allowed.
@@ -230,6 +248,9 @@ def check(params: TrainParams, task) -> None:
         catalog.check(params.model, kwargs, task.model_kinds if task else None)
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"train.model={params.model!r}: {e.args[0]}") from None
+    problem = task.train_problem(params) if task else None
+    if problem:
+        raise ValueError(problem)
 
 
 train = declare(
