@@ -199,6 +199,19 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+class _VersionAction(argparse.Action):
+    """``--version``, looked up only when asked: the lookup scans site-packages, and every
+    command (a fully cached run too) builds this parser."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, **kwargs):
+        kwargs.setdefault("help", "show the installed convflow version and exit")
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"convflow {_version()}")
+        parser.exit()
+
+
 def _with_config(p: argparse.ArgumentParser) -> None:
     """The config argument and ``--set`` overrides that every config-taking command shares."""
     p.add_argument("config", help="pipeline config YAML, e.g. configs/fashion_mnist_lenet.yaml")
@@ -297,7 +310,7 @@ def _add_predict(sub) -> None:
 def parser() -> argparse.ArgumentParser:
     """The ``convflow`` argument parser: one sub-command per verb."""
     ap = argparse.ArgumentParser(prog="convflow", description=__doc__)
-    ap.add_argument("--version", action="version", version=f"convflow {_version()}")
+    ap.add_argument("--version", action=_VersionAction)
     sub = ap.add_subparsers(dest="command", required=True)
     _add_run(sub)
     _add_validate_and_models(sub)

@@ -32,6 +32,7 @@ def _into_closed_pipe(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
 
 COMMANDS = {
     "models": lambda tmp: ["models"],
+    "version": lambda tmp: ["--version"],
     "validate": lambda tmp: ["validate", str(CONFIG)],
     "run-explain": lambda tmp: [
         "run", str(CONFIG), "--explain",
