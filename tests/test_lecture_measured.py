@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+REPO = Path(__file__).resolve().parents[1]
 
 
-def _bench(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+def _bench(name: str, folder: str = "bench"):
+    spec = importlib.util.spec_from_file_location(f"{folder}_{name}", REPO / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -57,3 +57,29 @@ def test_convolution_sparse_and_dense_products_agree():
         np.testing.assert_allclose(eff.dense_band(r, 6, 7, band) @ image.ravel(), conv[r])
     result = eff.measure(repeat=2, bands=2)
     assert result["ratios"]["conv"] == 1.0 and result["seconds"]["dense"] > 0
+
+
+def test_lecture_docs_copies_the_newest_finished_sweep_run(sqlite_uri, tmp_path):
+    from mlflow import MlflowClient
+
+    docs = _bench("lecture_docs", "scripts")
+    client = MlflowClient(tracking_uri=sqlite_uri)
+    exp = client.create_experiment("lenet", artifact_location=str(tmp_path / "art"))
+    runs = (("FINISHED", "0.8"), ("FINISHED", "0.9"), ("FAILED", "0.1"))
+    for i, (status, accuracy) in enumerate(runs):
+        tags = {docs.SWEEP_TAG: "pooling"}
+        run = client.create_run(exp, start_time=1_000 * (i + 1), tags=tags).info.run_id
+        files = tmp_path / run
+        files.mkdir()
+        (files / "sweep_table.md").write_text(f"| accuracy |\n| {accuracy} |\n")
+        (files / "sweep_points.csv").write_text(f"accuracy\n{accuracy}\n")
+        (files / "sweep_train.x.png").write_bytes(b"png " + accuracy.encode())
+        client.log_artifacts(run, str(files))
+        client.set_terminated(run, status)
+    out = tmp_path / "docs"
+    out.mkdir()
+    assert docs.copy_sweep(client, "pooling", out)
+    assert (out / "pooling.md").read_text() == "| accuracy |\n| 0.9 |\n"
+    assert (out / "pooling.png").read_bytes() == b"png 0.9"
+    assert not docs.copy_sweep(client, "capacity", out)
+    assert sorted(p.name for p in out.iterdir()) == ["pooling.csv", "pooling.md", "pooling.png"]
