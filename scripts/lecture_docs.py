@@ -33,7 +33,11 @@ def newest_sweep_run(client: MlflowClient, name: str):
     experiments = [e.experiment_id for e in client.search_experiments()]
     found = client.search_runs(
         experiments,
-        filter_string=f"tags.`{SWEEP_TAG}` = '{name}' and attributes.status = 'FINISHED'",
+        # The points' runs carry the sweep's tag too; only the sweep run is named sweep-NAME.
+        filter_string=(
+            f"tags.`{SWEEP_TAG}` = '{name}' and attributes.run_name = 'sweep-{name}' "
+            "and attributes.status = 'FINISHED'"
+        ),
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )

@@ -65,10 +65,13 @@ def test_lecture_docs_copies_the_newest_finished_sweep_run(sqlite_uri, tmp_path)
     docs = _bench("lecture_docs", "scripts")
     client = MlflowClient(tracking_uri=sqlite_uri)
     exp = client.create_experiment("lenet", artifact_location=str(tmp_path / "art"))
-    runs = (("FINISHED", "0.8"), ("FINISHED", "0.9"), ("FAILED", "0.1"))
-    for i, (status, accuracy) in enumerate(runs):
+    # The third is a point of the sweep (same tag, its own name), the fourth a failed sweep.
+    runs = (("sweep-pooling", "FINISHED", "0.8"), ("sweep-pooling", "FINISHED", "0.9"),
+            ("lenet · 0330", "FINISHED", "0.7"), ("sweep-pooling", "FAILED", "0.1"))  # fmt: skip
+    for i, (run_name, status, accuracy) in enumerate(runs):
         tags = {docs.SWEEP_TAG: "pooling"}
-        run = client.create_run(exp, start_time=1_000 * (i + 1), tags=tags).info.run_id
+        run = client.create_run(exp, start_time=1_000 * (i + 1), tags=tags, run_name=run_name)
+        run = run.info.run_id
         files = tmp_path / run
         files.mkdir()
         (files / "sweep_table.md").write_text(f"| accuracy |\n| {accuracy} |\n")
