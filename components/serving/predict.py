@@ -93,6 +93,28 @@ class OutputFiles:
         return target
 
 
+def _load(model_uri: str, trust: bool, overrides: dict[str, float] | None, err: TextIO):
+    """(model, class names, task) with ``overrides`` applied, or None once the reason is
+    printed on ``err`` (a model that does not load, is not convflow's, or refuses them)."""
+    try:
+        model, classes = load_served(model_uri, trust)
+    except UnsafeModel as e:
+        print(f"error: {e}", file=err)
+        return None
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"error: cannot load model {model_uri}: {first}", file=err)
+        return None
+    task = served_task(model)
+    if overrides:
+        try:
+            task.override_serving(model, overrides)
+        except ValueError as e:
+            print(f"error: {model_uri}: {e}", file=err)
+            return None
+    return model, classes, task
+
+
 def predict(
     model_uri: str,
     paths: Iterable[str | os.PathLike],
@@ -121,23 +143,11 @@ def predict(
         or does not take the overrides.
     """
     out, err = out or sys.stdout, err or sys.stderr
-    try:
-        model, classes = load_served(model_uri, trust)
-    except UnsafeModel as e:
-        print(f"error: {e}", file=err)
+    loaded = _load(model_uri, trust, overrides, err)
+    if loaded is None:
         return 2
-    except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"error: cannot load model {model_uri}: {first}", file=err)
-        return 2
+    model, classes, task = loaded
     channels = model_channels(model)
-    task = served_task(model)
-    if overrides:
-        try:
-            task.override_serving(model, overrides)
-        except ValueError as e:
-            print(f"error: {model_uri}: {e}", file=err)
-            return 2
     paths = list(paths)
     files = OutputFiles(out_dir, paths)
     failed = 0
