@@ -28,6 +28,8 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from convflow.components.base import EXAMPLES, RAW_EXAMPLES
+
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING_KIND = "custom_model_development"
 SHARED_VIEW_KEY = "convflow"
@@ -208,11 +210,13 @@ def dataset_entity(artifacts: Mapping[str, Any], records: Mapping[str, dict], na
     """An MLflow Dataset for the ingested Examples: digest = their fingerprint, split sizes."""
     from mlflow.entities import Dataset
 
+    # The source step's raw examples (EXAMPLES: the untyped kind of fake test pipelines).
     ingested = next(
         (
             a
             for k, a in artifacts.items()
-            if a.type == "Examples" and not records.get(k.split(".")[0], {}).get("inputs")
+            if a.type in (RAW_EXAMPLES, EXAMPLES)
+            and not records.get(k.split(".")[0], {}).get("inputs")
         ),
         None,
     )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
 
 import pytest
+from convflow.components.base import RAW_EXAMPLES, TRANSFORMED_EXAMPLES, Artifact
 from convflow.components.train.executor import epoch_line
 from convflow.components.train.spec import model_kwargs_for
 from convflow.pipelines import dashboard, runner
@@ -143,3 +145,16 @@ def test_parent_row_of_a_real_and_a_cached_invocation(fakeflow, tmp_path, sqlite
     )
     assert len(produced) == 1
     assert dataset.dataset.digest and dataset.dataset.source_type == "local"
+
+
+def test_the_dataset_input_is_the_ingested_raw_examples():
+    # Typed artifacts: ingest publishes RawExamples, preprocess TransformedExamples.
+    splits = {"train": {"count": 9}, "validation": {"count": 1}, "test": {"count": 3}}
+    raw = Artifact("/s/ingest", RAW_EXAMPLES, "f" * 64, "ingest", {"splits": splits})
+    moved = Artifact("/s/pre", TRANSFORMED_EXAMPLES, "e" * 64, "preprocess", {"splits": splits})
+    artifacts = {"ingest.examples": raw, "preprocess.examples": moved}
+    records = {"ingest": {"inputs": {}}, "preprocess": {"inputs": {"examples": {}}}}
+    dataset = dashboard.dataset_entity(artifacts, records, "fashion-mnist")
+    assert dataset.name == "fashion-mnist" and dataset.digest == "f" * 36
+    assert json.loads(dataset.profile)["num_examples"] == 13
+    assert dashboard.dataset_entity({"preprocess.examples": moved}, records, "x") is None
