@@ -46,7 +46,9 @@ def YOLOv8(
         include_top: the detector; False returns the ``YOLOV8Backbone`` alone (its pyramid
             outputs are internal; its output is the stride-32 feature map).
         pooling: with include_top=False, must be None (keras-cv backbones do not pool).
-        classifier_activation: must be "sigmoid": YOLOv8 scores classes independently.
+        classifier_activation: "sigmoid" or None, the same head: YOLOv8 scores classes
+            independently and keras-cv's head and loss work on sigmoid probabilities (so the
+            zoo's usual None, "end in logits", cannot be honoured here).
         name: model name.
         size: a key of ``STACKS`` ("xs" … "xl").
         width_multiplier: scales the stage channels (rounded to multiples of 8).
@@ -57,13 +59,13 @@ def YOLOv8(
         keras.Model (a keras-cv ``YOLOV8Detector`` or ``YOLOV8Backbone``).
 
     Raises:
-        ValueError: an unknown ``size``; ``classifier_activation`` other than ``'sigmoid'``; any
-            ``pooling``; H or W not a multiple of 32.
+        ValueError: an unknown ``size``; ``classifier_activation`` other than ``'sigmoid'``
+            or None; any ``pooling``; H or W not a multiple of 32.
     """
     check_args(input_shape, num_classes, include_top, pooling, min_size=32, name=name)
     if size not in STACKS:
         raise ValueError(f"Unknown size={size!r}; expected one of {sorted(STACKS)}")
-    if classifier_activation != "sigmoid":
+    if classifier_activation not in ("sigmoid", None):
         raise ValueError(
             f"classifier_activation={classifier_activation!r}: YOLOv8 uses 'sigmoid' only"
         )

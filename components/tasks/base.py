@@ -188,6 +188,11 @@ class Task(abc.ABC):
                 (segmentation's median-frequency class weights); None when not needed.
         """
 
+    def compile_args(self, params: Any, examples: Any, num_classes: int) -> dict:
+        """``model.compile`` keyword arguments besides the optimizer: :meth:`loss` and
+        :meth:`metrics`, unless the model brings its own (detection: keras-cv's YOLOv8)."""
+        return {"loss": self.loss(params, examples), "metrics": self.metrics(num_classes)}
+
     @abc.abstractmethod
     def metrics(self, num_classes: int | None = None) -> list:
         """Keras metrics logged every epoch (names without ``val_``)."""

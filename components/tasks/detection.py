@@ -32,6 +32,15 @@ GRID_FILE = "detections.png"
 MAX_TRAIN_BOXES = 100
 #: the network-view mAP keeps every box scoring at least this (COCO evaluates ranked lists).
 EVAL_SCORE_THRESHOLD = 0.01
+#: the zoo family trained through keras-cv (its own loss, label format and raw outputs).
+YOLOV8 = "yolov8"
+
+
+def family(params) -> str:
+    """The zoo family of ``train.model`` (``yolo`` for YOLO v1, ``yolov8``)."""
+    from convflow.models import zoo  # executors only: the zoo imports keras
+
+    return zoo.get_spec(params.model).family if params is not None else "yolo"
 
 
 def targets_of(cols: Mapping[str, np.ndarray], i: int) -> BoxTargets:
@@ -111,7 +120,11 @@ class Detection(Task):
         Raises:
             ComponentError: an image-only augmentation is switched on.
         """
-        from convflow.components.tasks.detection_targets import box_augmentation, yolo_v1_grid
+        from convflow.components.tasks.detection_targets import (
+            box_augmentation,
+            yolo_v1_grid,
+            yolov8_labels,
+        )
 
         augment = params.augment if params is not None else None
         image_only = [
@@ -125,7 +138,8 @@ class Detection(Task):
                 f"train.augment.{image_only[0]} does not move boxes; for detection use flip, "
                 "translation and zoom"
             )
-        grid = int(output_shape[1])
+        keras_cv = family(params) == YOLOV8
+        grid = None if keras_cv else int(output_shape[1])
         moves = None
         if training and augment is not None:
             moves = box_augmentation(augment.flip, augment.translation, augment.zoom, params.seed)
@@ -134,9 +148,27 @@ class Detection(Task):
             boxes, classes = target
             if moves is not None:
                 images, boxes, classes = moves(images, boxes, classes)
+            if keras_cv:
+                import tensorflow as tf  # runs in tf.data only
+
+                return images, yolov8_labels(boxes, classes, tf.shape(images)[1:3])
             return images, yolo_v1_grid(boxes, classes, grid, num_classes)
 
         return encode
+
+    def compile_args(self, params, examples, num_classes: int) -> dict:
+        """YOLOv8: keras-cv's own losses (CIoU on boxes, binary cross-entropy on the sigmoid
+        class scores, its task-aligned assigner); YOLO v1: :meth:`loss`."""
+        if family(params) == YOLOV8:
+            kwargs = params.model_kwargs.get(params.model, params.model_kwargs)
+            box_format = kwargs.get("bounding_box_format", "xyxy")
+            if box_format != "xyxy":
+                raise ComponentError(
+                    f"train.model_kwargs.{params.model}.bounding_box_format={box_format!r}: "
+                    "the detection task feeds keras-cv 'xyxy' pixel boxes; leave it out"
+                )
+            return {"box_loss": "ciou", "classification_loss": "binary_crossentropy"}
+        return super().compile_args(params, examples, num_classes)
 
     def loss(self, params, examples=None):
         from convflow.models.yolo import YOLOv1Loss
@@ -176,8 +208,7 @@ class Detection(Task):
             )
         names = inputs.class_names
         truths = [targets_of(cols, i) for i in range(len(images))]
-        B = int(inputs.network.outputs[0].shape[-1] - len(names)) // 5
-        found = E.network_detections(inputs.network, images, inputs.batch_size, B,
+        found = E.network_detections(inputs.network, images, inputs.batch_size, len(names),
                                      s.iou_threshold, EVAL_SCORE_THRESHOLD)  # fmt: skip
         metrics, per_class = E.score(truths, found, images, names)
         raw_cols = inputs.raw_targets
@@ -218,7 +249,7 @@ class Detection(Task):
         """``(N, max_detections, 6)`` rows ``[x1, y1, x2, y2, score, class]`` in each input's
         pixels (``tasks.detection_serving``); thresholds from ``settings``
         (:meth:`serving_settings`)."""
-        from convflow.components.tasks.detection_serving import LAYER, YoloV1Detections
+        from convflow.components.tasks.detection_serving import LAYER, detections_layer
 
         s = dict(settings or {})
         num_classes = s.get("num_classes")
@@ -226,17 +257,15 @@ class Detection(Task):
             raise ValueError(
                 "detection serving needs settings['num_classes'] (the evaluate step's)"
             )
-        boxes_per_cell = (int(logits.shape[-1]) - int(num_classes)) // 5
         steps = tuple(getattr(transform, "steps", ()) or ())
-        layer = YoloV1Detections(
-            boxes_per_cell=boxes_per_cell,
-            score_threshold=s.get("score_threshold", 0.2),
-            iou_threshold=s.get("iou_threshold", 0.5),
-            max_detections=s.get("max_detections", 100),
-            crop="crop" in steps,
-            name=LAYER,
-        )
-        return layer(images, logits)
+        nms = {
+            "score_threshold": s.get("score_threshold", 0.2),
+            "iou_threshold": s.get("iou_threshold", 0.5),
+            "max_detections": s.get("max_detections", 100),
+            "crop": "crop" in steps,
+            "name": LAYER,
+        }
+        return detections_layer(logits, int(num_classes), **nms)(images, logits)
 
     def override_serving(self, model, settings) -> dict:
         """Assigns ``score_threshold``/``iou_threshold`` of a served detector (a pyfunc model,

@@ -16,11 +16,19 @@ from convflow.components.boxes import BoxTargets, from_xyxy_normalized
 from convflow.components.evaluate.coco_map import evaluate_detections
 
 
-def network_detections(network, images: np.ndarray, batch_size: int, boxes_per_cell: int,
+def network_detections(network, images: np.ndarray, batch_size: int, num_classes: int,
                        iou_threshold: float, score_threshold: float) -> list[dict]:  # fmt: skip
-    """Stored-convention detections of the network on transformed images (N, H, W, C)."""
+    """Stored-convention detections of the network on transformed images (N, H, W, C).
+
+    YOLO v1: decoded in numpy (``models.yolo.decode_predictions``, every class of every box
+    scored); keras-cv YOLOv8 (dict outputs): the served graph's own decoding and NMS
+    (``detection_serving.YoloV8Detections``) on the transformed images, without a crop.
+    """
     from convflow.models.yolo import decode_predictions
 
+    if isinstance(network.output, dict):
+        return _yolov8_detections(network, images, batch_size, iou_threshold, score_threshold)
+    boxes_per_cell = int(network.outputs[0].shape[-1] - num_classes) // 5
     y_pred = class_softmax(
         network.predict(images, batch_size=batch_size, verbose=0), boxes_per_cell
     )
@@ -32,6 +40,22 @@ def network_detections(network, images: np.ndarray, batch_size: int, boxes_per_c
         {"boxes": from_xyxy_normalized(d["boxes"]), "scores": d["scores"], "classes": d["classes"]}
         for d in found
     ]
+
+
+def _yolov8_detections(network, images, batch_size, iou_threshold, score_threshold):
+    from convflow.components.tasks.detection_serving import detections_layer
+
+    layer = None
+    out = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size]
+        y_pred = network(chunk, training=False)
+        if layer is None:
+            layer = detections_layer(y_pred, 0, score_threshold=score_threshold,
+                                     iou_threshold=iou_threshold, crop=False)  # fmt: skip
+        rows = np.asarray(layer(chunk, y_pred))
+        out += [_rows_to_stored(r, *chunk.shape[1:3]) for r in rows]
+    return out
 
 
 def class_softmax(y_pred, boxes_per_cell: int) -> np.ndarray:

@@ -1,9 +1,9 @@
 """The served detector's post-processing, inside the exported graph.
 
-YOLO v1 output -> boxes of every class scored (the paper's class-specific confidences),
-per-class non-max suppression (``tf.image.combined_non_max_suppression``), then back to the
-caller's pixels: the boxes are found on the preprocessed square (crop, then resize), so the
-crop is undone with the input's own height and width, whatever its size.
+YOLO v1 output (the paper's class-specific confidences) or keras-cv YOLOv8's -> boxes of
+every class scored, per-class non-max suppression (``tf.image.combined_non_max_suppression``),
+then back to the caller's pixels: the boxes are found on the preprocessed square (crop, then
+resize), so the crop is undone with the input's own height and width, whatever its size.
 
 One float32 output ``(N, max_detections, 6)``, one row per detection, best first::
 
@@ -26,23 +26,21 @@ LAYER = "detections"
 THRESHOLDS = {"score_threshold": (0.0, 1.0), "iou_threshold": (0.0, 1.0)}
 
 
-@keras.saving.register_keras_serializable(package="convflow")
-class YoloV1Detections(keras.layers.Layer):
-    """(raw images, YOLO v1 output with class logits) -> ``(N, max_detections, 6)``
-    detections in input pixels.
+class Detections(keras.layers.Layer):
+    """(raw images, a detector's output) -> ``(N, max_detections, 6)`` rows in input pixels:
+    the subclass decodes boxes and class scores, this class runs per-class NMS and undoes the
+    preprocessing's crop.
 
     Args:
-        boxes_per_cell: B of the network.
-        score_threshold: smallest class-specific confidence kept.
+        score_threshold: smallest class score kept.
         iou_threshold: NMS suppresses same-class boxes overlapping more than this.
         max_detections: rows per image (padded).
         crop: the preprocessing cropped the centred square before resizing.
     """
 
-    def __init__(self, boxes_per_cell=2, score_threshold=0.2, iou_threshold=0.5,
-                 max_detections=100, crop=True, **kwargs):  # fmt: skip
+    def __init__(self, score_threshold=0.2, iou_threshold=0.5, max_detections=100, crop=True,
+                 **kwargs):  # fmt: skip
         super().__init__(**kwargs)
-        self.boxes_per_cell = int(boxes_per_cell)
         self.score_threshold = float(score_threshold)
         self.iou_threshold = float(iou_threshold)
         self.max_detections = int(max_detections)
@@ -59,20 +57,8 @@ class YoloV1Detections(keras.layers.Layer):
         )  # fmt: skip
 
     def _decode(self, y_pred):
-        """Normalized [y1, x1, y2, x2] boxes (N, S·S·B, 4) and class scores (N, S·S·B, C)."""
-        B = self.boxes_per_cell
-        S = tf.shape(y_pred)[1]
-        pred = tf.reshape(y_pred[..., : 5 * B], [-1, S, S, B, 5])
-        probs = tf.nn.softmax(y_pred[..., 5 * B :], axis=-1)[:, :, :, None, :]  # from logits
-        grid = tf.cast(tf.range(S), y_pred.dtype)
-        cols, rows = grid[None, None, :, None], grid[None, :, None, None]
-        size = tf.cast(S, y_pred.dtype)
-        cx, cy = (cols + pred[..., 0]) / size, (rows + pred[..., 1]) / size
-        w, h = tf.square(pred[..., 2]), tf.square(pred[..., 3])
-        boxes = tf.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=-1)
-        scores = pred[..., 4:5] * probs  # (N, S, S, B, C)
-        n = tf.shape(y_pred)[0]
-        return tf.reshape(boxes, [n, -1, 4]), tf.reshape(scores, [n, -1, tf.shape(probs)[-1]])
+        """Normalized [y1, x1, y2, x2] boxes (N, K, 4) and class scores (N, K, C)."""
+        raise NotImplementedError
 
     def _window(self, images):
         """(top, left, height, width) of the input region the network saw, float32."""
@@ -85,7 +71,6 @@ class YoloV1Detections(keras.layers.Layer):
         return tf.floor((height - side) / 2), tf.floor((width - side) / 2), side, side
 
     def call(self, images, y_pred):
-        y_pred = tf.cast(y_pred, tf.float32)
         boxes, scores = self._decode(y_pred)
         nms = tf.image.combined_non_max_suppression(
             boxes[:, :, None, :], scores,
@@ -110,12 +95,119 @@ class YoloV1Detections(keras.layers.Layer):
     def get_config(self):
         return {
             **super().get_config(),
-            "boxes_per_cell": self.boxes_per_cell,
             "score_threshold": self.score_threshold,
             "iou_threshold": self.iou_threshold,
             "max_detections": self.max_detections,
             "crop": self.crop,
         }
+
+
+@keras.saving.register_keras_serializable(package="convflow")
+class YoloV1Detections(Detections):
+    """YOLO v1 output ``(N, S, S, B·5 + C)`` with class logits -> detections in input pixels.
+
+    Args:
+        boxes_per_cell: B of the network.
+        **kwargs: :class:`Detections`' thresholds, ``max_detections``, ``crop``.
+    """
+
+    def __init__(self, boxes_per_cell=2, score_threshold=0.2, iou_threshold=0.5,
+                 max_detections=100, crop=True, **kwargs):  # fmt: skip
+        super().__init__(score_threshold, iou_threshold, max_detections, crop, **kwargs)
+        self.boxes_per_cell = int(boxes_per_cell)
+
+    def _decode(self, y_pred):
+        """Normalized [y1, x1, y2, x2] boxes (N, S·S·B, 4) and class scores (N, S·S·B, C)."""
+        y_pred = tf.cast(y_pred, tf.float32)
+        B = self.boxes_per_cell
+        S = tf.shape(y_pred)[1]
+        pred = tf.reshape(y_pred[..., : 5 * B], [-1, S, S, B, 5])
+        probs = tf.nn.softmax(y_pred[..., 5 * B :], axis=-1)[:, :, :, None, :]  # from logits
+        grid = tf.cast(tf.range(S), y_pred.dtype)
+        cols, rows = grid[None, None, :, None], grid[None, :, None, None]
+        size = tf.cast(S, y_pred.dtype)
+        cx, cy = (cols + pred[..., 0]) / size, (rows + pred[..., 1]) / size
+        w, h = tf.square(pred[..., 2]), tf.square(pred[..., 3])
+        boxes = tf.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=-1)
+        scores = pred[..., 4:5] * probs  # (N, S, S, B, C)
+        n = tf.shape(y_pred)[0]
+        return tf.reshape(boxes, [n, -1, 4]), tf.reshape(scores, [n, -1, tf.shape(probs)[-1]])
+
+    def get_config(self):
+        return {**super().get_config(), "boxes_per_cell": self.boxes_per_cell}
+
+
+@keras.saving.register_keras_serializable(package="convflow")
+class YoloV8Detections(Detections):
+    """keras-cv YOLOv8's raw output -> detections in input pixels.
+
+    ``{"boxes": (N, A, 64), "classes": (N, A, C)}`` over the anchor points of strides 8, 16
+    and 32 of a square ``input_size`` input: each box side is a distribution over 16 bins
+    (distribution focal loss), its expectation the distance from the anchor in strides;
+    class scores are already sigmoid probabilities. As keras-cv's
+    ``YOLOV8Detector.decode_predictions`` (``decode_regression_to_boxes``, ``get_anchors``,
+    ``dist2bbox``), in TensorFlow ops so no keras-cv travels with the served graph.
+
+    Args:
+        input_size: side of the network's square input, a multiple of 32.
+        **kwargs: :class:`Detections`' thresholds, ``max_detections``, ``crop``.
+    """
+
+    STRIDES = (8, 16, 32)
+    BINS = 16
+
+    def __init__(self, input_size=640, score_threshold=0.2, iou_threshold=0.5,
+                 max_detections=100, crop=True, **kwargs):  # fmt: skip
+        super().__init__(score_threshold, iou_threshold, max_detections, crop, **kwargs)
+        self.input_size = int(input_size)
+
+    @classmethod
+    def input_size_for(cls, anchors: int) -> int:
+        """The square input side that gives ``anchors`` anchor points.
+
+        Raises:
+            ValueError: no multiple of 32 does.
+        """
+        per_pixel = sum(1 / s**2 for s in cls.STRIDES)
+        side = round((anchors / per_pixel) ** 0.5)
+        if side % 32 or sum((side // s) ** 2 for s in cls.STRIDES) != anchors:
+            raise ValueError(f"{anchors} anchor points are not a square YOLOv8 input")
+        return side
+
+    def _anchors(self):
+        """Anchor centres (A, 2) as (x, y) pixels and their strides (A, 1)."""
+        centres, strides = [], []
+        for stride in self.STRIDES:
+            c = tf.range(self.input_size // stride, dtype=tf.float32) * stride + stride / 2
+            xs, ys = tf.meshgrid(c, c)  # row-major: y outer, x inner, as keras-cv
+            centres.append(tf.reshape(tf.stack([xs, ys], -1), [-1, 2]))
+            strides.append(tf.fill([tf.shape(centres[-1])[0], 1], float(stride)))
+        return tf.concat(centres, 0), tf.concat(strides, 0)
+
+    def _decode(self, y_pred):
+        raw = tf.cast(y_pred["boxes"], tf.float32)
+        scores = tf.cast(y_pred["classes"], tf.float32)
+        n = tf.shape(raw)[0]
+        bins = tf.nn.softmax(tf.reshape(raw, [n, -1, 4, self.BINS]), axis=-1)
+        dist = tf.reduce_sum(bins * tf.range(self.BINS, dtype=tf.float32), -1)  # l, t, r, b
+        centres, strides = self._anchors()
+        xy1 = centres - dist[..., :2] * strides
+        xy2 = centres + dist[..., 2:] * strides
+        size = float(self.input_size)
+        boxes = tf.stack([xy1[..., 1], xy1[..., 0], xy2[..., 1], xy2[..., 0]], -1) / size
+        return boxes, scores
+
+    def get_config(self):
+        return {**super().get_config(), "input_size": self.input_size}
+
+
+def detections_layer(y_pred, num_classes: int, **kwargs) -> Detections:
+    """The post-processing layer for a detector's output: keras-cv YOLOv8's dict, else
+    YOLO v1's ``(N, S, S, B·5 + C)`` tensor; ``kwargs`` go to :class:`Detections`."""
+    if isinstance(y_pred, dict):
+        size = YoloV8Detections.input_size_for(int(y_pred["boxes"].shape[1]))
+        return YoloV8Detections(input_size=size, **kwargs)
+    return YoloV1Detections(boxes_per_cell=(int(y_pred.shape[-1]) - num_classes) // 5, **kwargs)
 
 
 def _variable_name(variable) -> str:

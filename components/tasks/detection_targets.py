@@ -111,3 +111,23 @@ def yolo_v1_grid(boxes, classes, grid_size: int, num_classes: int):
     has = tf.reduce_max(cell, axis=1)[..., None]  # (N, SS, 1)
     grid = tf.gather(values, last, batch_dims=1) * has
     return tf.reshape(grid, [-1, S, S, 5 + num_classes])
+
+
+def yolov8_labels(boxes, classes, image_size):
+    """Padded box batches -> keras-cv YOLOv8's labels ``{"boxes": (N, M, 4) xyxy pixels,
+    "classes": (N, M) float32}``, -1 in both for padding (its ``compute_loss`` masks boxes
+    that are all -1).
+
+    Args:
+        boxes: (N, M, 4) float32, stored convention (normalized ``[y1, x1, y2, x2]``).
+        classes: (N, M) int32, -1 for padding.
+        image_size: (height, width) of the network's input in pixels (ints or a tensor).
+    """
+    import tensorflow as tf
+
+    height, width = tf.unstack(tf.cast(image_size, tf.float32))
+    y1, x1, y2, x2 = tf.unstack(boxes, axis=-1)
+    pixels = tf.stack([x1 * width, y1 * height, x2 * width, y2 * height], -1)
+    valid = classes >= 0
+    pixels = tf.where(valid[..., None], pixels, -1.0)
+    return {"boxes": pixels, "classes": tf.cast(classes, tf.float32)}

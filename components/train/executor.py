@@ -138,9 +138,7 @@ def _compiled_model(p, task, input_shape, num_classes, steps, state, ckpt_dir, e
     if p.first_layer != "learned" or p.first_layer_init is not None or p.freeze_first_layer:
         facts = _first_layer(model, p, examples)
     model.compile(
-        optimizer=optim.make_optimizer(p, steps),
-        loss=task.loss(p, examples),
-        metrics=task.metrics(num_classes),
+        optimizer=optim.make_optimizer(p, steps), **task.compile_args(p, examples, num_classes)
     )
     return model, facts
 
