@@ -87,4 +87,5 @@ def test_yolov8_trains_evaluates_and_serves_through_the_detection_pipeline(mlflo
         assert 0 <= x1 <= x2 <= 96 and 0 <= y1 <= y2 <= 80
     none = cli("predict", uri, str(tmp_path / "scene.png"), "--score-threshold", "1.0",
                "--out", str(tmp_path / "out"))  # fmt: skip
-    assert none.returncode == 0 and none.stdout.strip().endswith("no boxes"), none.stderr
+    assert none.returncode == 0, none.stderr[-2000:]
+    assert none.stdout.split("\t")[1] == "no boxes"  # path, answer, the (box-free) image
