@@ -107,17 +107,12 @@ def series_label(metric: str) -> str:
     return f"{label} (final model)" if name.startswith(TRAIN_SPLIT) else label
 
 
-def knob_plot(spec, rows: Sequence, knob: str, path: Path) -> Path:
-    """Plots each metric against ``knob``: mean ± std over every point with that value."""
-    from convflow.components.plotting import pyplot
-
-    plt = pyplot()
+def _draw_knob(axes, spec, rows: Sequence, knob: str) -> None:
+    """One panel per metric on ``axes``: mean ± std against ``knob``'s values."""
     with_knob = [r for r in rows if knob in dict(r.point.knobs)]
     by_value = _groups(with_knob, lambda r: _tick(dict(r.point.knobs)[knob]))
     labels = list(by_value)
-    panels = _panels(spec.metrics)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), squeeze=False)
-    for ax, (name, series) in zip(axes[0], panels.items(), strict=True):
+    for ax, (name, series) in zip(axes, _panels(spec.metrics).items(), strict=True):
         for m in series:
             xs, means, stds = [], [], []
             for i, label in enumerate(labels):
@@ -135,11 +130,51 @@ def knob_plot(spec, rows: Sequence, knob: str, path: Path) -> Path:
         ax.set_xlabel(knob)
         ax.set_ylabel(name)
         ax.legend()
+
+
+def knob_plot(spec, rows: Sequence, knob: str, path: Path) -> Path:
+    """Plots each metric against ``knob``: mean ± std over every point with that value."""
+    return overview_plot(spec, rows, path, knobs=(knob,))
+
+
+def overview_plot(spec, rows: Sequence, path: Path, knobs: Sequence[str] | None = None) -> Path:
+    """One row of panels per knob (default: every swept knob) in one figure."""
+    from convflow.components.plotting import pyplot
+
+    plt = pyplot()
+    knobs = list(knobs or spec.knob_names)
+    ncols = len(_panels(spec.metrics))
+    fig, axes = plt.subplots(
+        len(knobs), ncols, figsize=(4.5 * ncols, 3.6 * len(knobs)), squeeze=False
+    )
+    for row, knob in zip(axes, knobs, strict=True):
+        _draw_knob(row, spec, rows, knob)
     fig.suptitle(f"{spec.name}: mean ± std over seeds (and other knobs)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def rows_from_csv(spec, path: Path) -> list:
+    """The points of a ``sweep_points.csv`` that :func:`points_csv` wrote for ``spec``, as
+    :class:`~convflow.pipelines.sweep.PointResult` rows (to draw its plots again).
+
+    Raises:
+        ValueError: the CSV names a point the sweep file does not have.
+    """
+    from convflow.pipelines.sweep import PointResult
+
+    rows = []
+    with open(path, newline="") as f:
+        for line in csv.DictReader(f):
+            index = int(line["point"]) - 1
+            if not 0 <= index < len(spec.points):
+                raise ValueError(f"{path}: point {index + 1} is not in sweep {spec.name!r}")
+            metrics = {m: float(line[m]) for m in spec.metrics if line.get(m)}
+            error = "failed" if line["status"] == "failed" else ""
+            rows.append(PointResult(spec.points[index], line["run_id"], {}, metrics, error))
+    return rows
 
 
 def write(spec, rows: Sequence, folder: Path) -> list[Path]:

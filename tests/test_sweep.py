@@ -307,3 +307,26 @@ def test_final_model_train_split_metric_shares_the_test_metrics_panel():
     }
     assert sweep_report.series_label("train.train_split_accuracy") == "train (final model)"
     assert sweep_report.series_label("evaluate.accuracy") == "test"
+
+
+def test_plots_redraw_from_the_points_csv(tmp_path):
+    _write(tmp_path / "base.yaml", {})
+    data = {
+        "base": "base.yaml",
+        "points": [{"a.k": [4, 8]}, {"a.k": [16, 32]}, {"b.wd": 0.3}],
+        "seeds": [0, 1],
+        "metrics": ["train.train_split_accuracy", "evaluate.accuracy"],
+    }
+    spec = sweep.load(_write(tmp_path / "s.yaml", data))
+    rows = [
+        sweep.PointResult(p, f"r{p.index}", {}, {"evaluate.accuracy": 0.5 + p.index / 100})
+        for p in spec.points
+    ]
+    csv_path = sweep_report.points_csv(spec, rows, tmp_path / "points.csv")
+    again = sweep_report.rows_from_csv(spec, csv_path)
+    assert [(r.point, r.run_id, r.metrics) for r in again] == [
+        (r.point, r.run_id, r.metrics) for r in rows
+    ]
+    assert sweep_report.markdown(spec, again) == sweep_report.markdown(spec, rows)
+    out = sweep_report.overview_plot(spec, again, tmp_path / "all.png")
+    assert out.stat().st_size > 0
