@@ -86,3 +86,28 @@ def test_lecture_docs_copies_the_newest_finished_sweep_run(sqlite_uri, tmp_path)
     assert (out / "pooling.png").read_bytes() == b"png 0.9"
     assert not docs.copy_sweep(client, "capacity", out)
     assert sorted(p.name for p in out.iterdir()) == ["pooling.csv", "pooling.md", "pooling.png"]
+
+
+def test_lecture_docs_draws_a_sweep_of_several_knobs_again_in_one_figure(sqlite_uri, tmp_path):
+    from convflow.pipelines import sweep, sweep_report
+    from mlflow import MlflowClient
+
+    docs = _bench("lecture_docs", "scripts")
+    spec = sweep.load(str(REPO / "configs" / "sweeps" / "capacity.yaml"))
+    rows = [
+        sweep.PointResult(p, f"r{p.index}", {}, {m: 0.5 + p.index / 100 for m in spec.metrics})
+        for p in spec.points
+    ]
+    files = tmp_path / "files"
+    sweep_report.write(spec, rows, files)  # a table, the points and one plot per knob
+    client = MlflowClient(tracking_uri=sqlite_uri)
+    exp = client.create_experiment("capacity", artifact_location=str(tmp_path / "art"))
+    run = client.create_run(exp, tags={docs.SWEEP_TAG: "capacity"}, run_name="sweep-capacity")
+    client.log_artifacts(run.info.run_id, str(files))
+    client.set_terminated(run.info.run_id, "FINISHED")
+    out = tmp_path / "docs"
+    out.mkdir()
+    assert docs.copy_sweep(client, "capacity", out)
+    png = (out / "capacity.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    assert all(png != p.read_bytes() for p in files.glob("sweep_*.png"))  # drawn, not copied
