@@ -130,7 +130,7 @@ class Detection(Task):
         image_only = [
             k
             for k in ("rand_augment", "mixup_alpha", "cutmix_alpha", "erasing_probability",
-                      "crop_padding")
+                      "crop_padding", "contrast")
             if augment is not None and getattr(augment, k)
         ]  # fmt: skip
         if training and image_only:
