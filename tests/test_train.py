@@ -229,3 +229,14 @@ def test_unknown_first_layer_init_is_one_clear_error():
     # Rejected when the params are made (so at `convflow validate`), before any training.
     with pytest.raises(ValueError, match=r"first_layer_init.name='nope' is unknown"):
         replace(PARAMS, epochs=1, first_layer_init={"name": "nope"})
+
+
+@pytest.mark.parametrize("conv", ["conv", "tiled", "local"])
+def test_first_layer_kernels_draws_shared_kernels_and_skips_unshared_ones(conv, tmp_path):
+    from convflow.components.train import plots
+    from convflow.models.lenet import LeNet5
+
+    model = LeNet5(input_shape=(28, 28, 1), filters=(4, 8), conv=conv)
+    got = plots.first_layer_kernels(model, tmp_path / "k.png", "c1_conv")
+    assert got == (tmp_path / "k.png" if conv == "conv" else None)
+    assert (tmp_path / "k.png").exists() == (conv == "conv")

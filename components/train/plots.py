@@ -46,6 +46,10 @@ def first_layer_kernels(model, path: Path, layer_name: str | None = None) -> Pat
     except ValueError:
         return None
     kernel = np.asarray(keras.ops.convert_to_numpy(conv.kernel), dtype=np.float32)
+    if kernel.ndim != 4:
+        # lenet5 with conv="tiled" or "local" names the same layer, but a tiled or locally
+        # connected kernel is not one (kh, kw, in, out) set to draw.
+        return None
     kernel = kernel.mean(axis=2)  # (kh, kw, filters)
     n = kernel.shape[-1]
     cols = int(np.ceil(np.sqrt(n)))
