@@ -112,9 +112,11 @@ def plot(rows: list, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 4, figsize=(11, 6))
+    fig, axes = plt.subplots(2, 4, figsize=(11, 6.6))
     for ax, r in zip(axes.ravel(), rows, strict=True):
-        ax.imshow(r["mask"], cmap="gray_r", interpolation="nearest")
+        ax.imshow(
+            r["mask"], cmap="gray_r", vmin=0, vmax=1, interpolation="nearest"
+        )  # all-True: black
         ok = "=" if r["height"] == r["width"] == r["table"] else "≠"
         ax.set_title(
             f"layer {r['layer']} (dilation {r['dilation']})\n"

@@ -19,6 +19,7 @@ regenerate every figure.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -78,7 +79,8 @@ def copy_sweep(client: MlflowClient, name: str, out: Path, again: bool = False) 
 
 def run_bench(name: str, out: Path) -> None:
     """Runs bench/NAME.py with --plot; its printed table goes to NAME.txt."""
-    argv = [sys.executable, str(ROOT / "bench" / f"{name}.py"), "--plot", str(out / f"{name}.png")]
+    plot = os.path.relpath(out / f"{name}.png", ROOT)  # the printed table names it
+    argv = [sys.executable, str(ROOT / "bench" / f"{name}.py"), "--plot", plot]
     done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
     if done.returncode != 0:
         sys.exit(f"error: bench/{name}.py failed ({done.returncode}):\n{done.stderr[-2000:]}")
