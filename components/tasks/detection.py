@@ -5,10 +5,12 @@ Records carry ``boxes`` (n, 4) float32 in the stored convention (normalized ``[y
 y_max, x_max]``, ``components.boxes``), ``classes`` (n,) int64 and ``ignore`` (n,) int64 (COCO
 crowd / VOC difficult: evaluation only). Crop and resize move, clip and drop boxes with the
 pixels; contrast normalization leaves them. Training pads boxes per image, augments image
-and boxes together, then encodes YOLO v1 grids (``tasks.detection_targets``). Evaluation is
-COCO mAP by pycocotools (``evaluate.coco_map``); blessing metric: mAP@0.5 of the served model
-on raw test images. The served model returns boxes in each input's pixels after NMS
-(``tasks.detection_serving``).
+and boxes together, then encodes YOLO v1 grids, or for ``train.model: yolov8`` keras-cv's
+``xyxy`` pixel labels, trained with keras-cv's own loss (``tasks.detection_targets``).
+Evaluation is COCO mAP by pycocotools (``evaluate.coco_map``); blessing metric: mAP@0.5
+(``min_map50`` on the network, the champion comparison on the served model on raw test
+images). The served model returns boxes in each input's pixels after NMS, thresholds
+overridable per process (``tasks.detection_serving``).
 """
 
 from __future__ import annotations
