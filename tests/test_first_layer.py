@@ -10,7 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from convflow.components.base import MODEL, Context, OutputArtifact
+from convflow.components.base import run_by_hand
 from convflow.components.examples import read_split
 from convflow.components.train import TrainParams, train
 from convflow.components.train.executor import kernel_digest
@@ -33,18 +33,10 @@ def examples(tmp_path_factory):
 
 
 def run_train(examples, root: Path, params: TrainParams):
-    out = root / "model"
-    out.mkdir(parents=True)
-    ctx = Context(
-        params=params,
-        inputs={"examples": examples},
-        outputs={"model": OutputArtifact(str(out), MODEL)},
-        work_dir=root / "work",
-        show_progress=False,
-    )
-    train(ctx)
-    model = keras.saving.load_model(out / "model.keras")
-    return ctx, model
+    """(the published model artifact, the step's metrics, the trained Keras model)."""
+    metrics: dict = {}
+    art = run_by_hand(train, root, {"examples": examples}, params, metrics=metrics)["model"]
+    return art, metrics, keras.saving.load_model(art.path / "model.keras")
 
 
 def test_autoencoder_trains_the_first_layer_alone_from_images_only(examples):
@@ -66,32 +58,32 @@ def test_autoencoder_frozen_keeps_the_pretrained_kernel_through_supervised_train
     examples, tmp_path
 ):
     params = replace(PARAMS, first_layer="autoencoder_frozen", pretrain=PretrainParams(epochs=2))
-    ctx, model = run_train(examples, tmp_path, params)
-    facts = ctx.outputs["model"].properties["first_layer"]
+    art, metrics, model = run_train(examples, tmp_path, params)
+    facts = art.properties["first_layer"]
     conv = first_conv(model, "c1_conv")
     assert not conv.trainable
     # The kernel the supervised stage started from is the one it ended with.
     assert kernel_digest(conv) == facts["kernel_sha256"]
     assert facts["pretrain_kernel_change"] > 0.01
-    assert ctx.metrics["pretrain_reconstruction_mse"] == facts["pretrain_losses"][-1]
-    assert np.isfinite(ctx.metrics["loss"])
+    assert metrics["pretrain_reconstruction_mse"] == facts["pretrain_losses"][-1]
+    assert np.isfinite(metrics["loss"])
 
 
 @pytest.mark.slow
 def test_autoencoder_fine_tuned_moves_the_pretrained_kernel(examples, tmp_path):
     params = replace(PARAMS, first_layer="autoencoder_fine_tuned")
-    ctx, model = run_train(examples, tmp_path, params)
+    art, _metrics, model = run_train(examples, tmp_path, params)
     conv = first_conv(model, "c1_conv")
     assert conv.trainable
-    assert kernel_digest(conv) != ctx.outputs["model"].properties["first_layer"]["kernel_sha256"]
+    assert kernel_digest(conv) != art.properties["first_layer"]["kernel_sha256"]
 
 
 @pytest.mark.parametrize("mode", ["random_frozen", "gabor_frozen"])
 def test_frozen_first_layers_end_as_they_started(examples, tmp_path, mode):
-    ctx, model = run_train(examples, tmp_path, replace(PARAMS, first_layer=mode))
+    art, _metrics, model = run_train(examples, tmp_path, replace(PARAMS, first_layer=mode))
     conv = first_conv(model, "c1_conv")
     assert not conv.trainable
-    assert kernel_digest(conv) == ctx.outputs["model"].properties["first_layer"]["kernel_sha256"]
+    assert kernel_digest(conv) == art.properties["first_layer"]["kernel_sha256"]
     if mode == "gabor_frozen":
         expected = np.asarray(get("gabor")(tuple(conv.kernel.shape)), dtype="float32")
         np.testing.assert_allclose(np.asarray(conv.kernel), expected, atol=1e-6)
@@ -128,9 +120,7 @@ def test_lenet_rejects_kernel_settings_it_cannot_build(kwargs, message):
 
 
 def test_measure_train_split_scores_the_final_model_on_the_train_split(examples, tmp_path):
-    ctx, model = run_train(examples, tmp_path, replace(PARAMS, measure_train_split=True))
+    _art, metrics, model = run_train(examples, tmp_path, replace(PARAMS, measure_train_split=True))
     images, labels = read_split(examples, "train")
     predicted = np.argmax(model.predict(images, verbose=0), axis=-1)
-    assert ctx.metrics["train_split_accuracy"] == pytest.approx(
-        np.mean(predicted == labels), abs=1e-6
-    )
+    assert metrics["train_split_accuracy"] == pytest.approx(np.mean(predicted == labels), abs=1e-6)
