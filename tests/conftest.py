@@ -29,9 +29,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(autouse=True)
-def isolated_mlflow_state():
-    """Each test starts with the MLflow settings the suite started with.
+@contextlib.contextmanager
+def _mlflow_state_kept():
+    """Puts MLflow's process-wide settings back as they were on exit.
 
     ``mlflow.set_tracking_uri``/``set_registry_uri`` also write MLFLOW_TRACKING_URI and
     MLFLOW_REGISTRY_URI into ``os.environ``, and a run against a server sets the
@@ -44,11 +44,29 @@ def isolated_mlflow_state():
 
     saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
     uris = (tracking_utils._tracking_uri, registry_utils._registry_uri)
-    yield
-    for k in [k for k in os.environ if k.startswith("MLFLOW_") and k not in saved]:
-        del os.environ[k]
-    os.environ.update(saved)
-    tracking_utils._tracking_uri, registry_utils._registry_uri = uris
+    try:
+        yield
+    finally:
+        for k in [k for k in os.environ if k.startswith("MLFLOW_") and k not in saved]:
+            del os.environ[k]
+        os.environ.update(saved)
+        tracking_utils._tracking_uri, registry_utils._registry_uri = uris
+
+
+@pytest.fixture(autouse=True, scope="module")
+def module_keeps_mlflow_state():
+    """A module-scoped fixture that connects in-process (test_consumers, test_scheduler) is
+    set up inside this one (autouse fixtures of a scope come first), so its settings end with
+    its module."""
+    with _mlflow_state_kept():
+        yield
+
+
+@pytest.fixture(autouse=True)
+def test_keeps_mlflow_state():
+    """Each test leaves MLflow's settings as it found them."""
+    with _mlflow_state_kept():
+        yield
 
 
 @pytest.fixture
