@@ -216,8 +216,8 @@ def _check_kernel(variant, conv, kernel_size, padding, input_shape, pad_to):
     if padding != "valid" and conv != "conv":
         raise ValueError(f"padding={padding!r} needs conv='conv'; got conv={conv!r}")
     side = min(d for d in input_shape[:2] if d) if any(input_shape[:2]) else None
-    if side is None or padding == "same":
-        return
+    if side is None or padding == "same" or kernel_size == 5:
+        return  # the paper's 5×5 'valid' layers: require_min_size names the minimum (MIN_SIZE)
     side = max(side, pad_to or 0)
     for _ in range(2):  # C1 → S2, C3 → S4
         side = (side - kernel_size + 1) // 2

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import signal
 import subprocess
 import sys
 import time
@@ -238,6 +240,35 @@ def _nested_run(step, key, cache):
     return run
 
 
+@contextlib.contextmanager
+def _sigint_noted():
+    """Yields ``{"seen": bool}``, set when SIGINT arrives inside the block.
+
+    SIGINT raises KeyboardInterrupt, but a library may turn it into an error of its own (a
+    cleanup in a ``finally`` that fails on the half-done state, a runtime that reports the
+    interrupt as an error): the step was still stopped (KILLED), not broken (FAILED).
+    """
+    seen = {"seen": False}
+    previous = signal.getsignal(signal.SIGINT)
+
+    def note(signum, frame):
+        seen["seen"] = True
+        previous(signum, frame)  # Python's default handler raises KeyboardInterrupt
+
+    if not callable(previous):  # ignored, or the OS default: leave it alone
+        yield seen
+        return
+    try:
+        signal.signal(signal.SIGINT, note)
+    except ValueError:  # not the main thread: the signal goes to the main thread anyway
+        yield seen
+        return
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _record_hit(store, step, key) -> StepResult:
     # No nested run: a hit would copy the producer's metrics into the charts. The parent
     # names the producing run instead (dashboard.cache_tags).
@@ -252,53 +283,62 @@ def _execute(store, step, key, inputs, facts, opts, parts, reason) -> tuple[Step
     print(f"▶ {step.name}: running ({reason})", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     tmp = None
-    try:
-        tmp = store.begin(step.name, key)
-        outputs = {}
-        for oname, otype in step.component.outputs.items():
-            (tmp / oname).mkdir()
-            outputs[oname] = OutputArtifact(str(tmp / oname), otype)
-        work_dir = store.work_dir(step.name, key)
-        work_dir.mkdir(parents=True, exist_ok=True)
-        ctx = Context(
-            params=step.params,
-            inputs=inputs,
-            outputs=outputs,
-            work_dir=work_dir,
-            tracker=tracking.MlflowTracker(run.info.run_id, facts["tracking_uri"]),
-            pipeline={**facts, "step_run_id": run.info.run_id},
-            show_progress=opts.show_progress,
-        )
-        step.component(ctx)
-        ctx.tracker.flush()  # metrics kept back while the server was away
-        duration = time.perf_counter() - t0
-        record = {
-            "component": step.component.name,
-            "params": dataclasses.asdict(step.params),
-            "inputs": {k: {"uri": a.uri, "fingerprint": a.fingerprint} for k, a in inputs.items()},
-            "metrics": ctx.metrics,
-            "key_parts": parts,
-            "cache_reason": reason,
-            "duration_s": round(duration, 3),
-            "mlflow_run_id": run.info.run_id,
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-        published = store.publish(step.name, key, tmp, outputs, record)
-    except KeyboardInterrupt:
-        mlflow.end_run(status="KILLED")
-        raise
-    except Exception as e:
-        message, trace = _one_line(step.name, e, store, facts["run_id"])
-        mlflow.set_tag("error", message[:5000])
-        if trace:
-            mlflow.log_artifact(str(trace))
-        mlflow.end_run(status="FAILED")
-        if tmp is not None:
-            _discard(tmp)
-        return StepResult(step.name, FAILED, time.perf_counter() - t0, key, message), {}
+    with _sigint_noted() as sigint:
+        try:
+            tmp = store.begin(step.name, key)
+            outputs = {}
+            for oname, otype in step.component.outputs.items():
+                (tmp / oname).mkdir()
+                outputs[oname] = OutputArtifact(str(tmp / oname), otype)
+            work_dir = store.work_dir(step.name, key)
+            work_dir.mkdir(parents=True, exist_ok=True)
+            ctx = Context(
+                params=step.params,
+                inputs=inputs,
+                outputs=outputs,
+                work_dir=work_dir,
+                tracker=tracking.MlflowTracker(run.info.run_id, facts["tracking_uri"]),
+                pipeline={**facts, "step_run_id": run.info.run_id},
+                show_progress=opts.show_progress,
+            )
+            step.component(ctx)
+            ctx.tracker.flush()  # metrics kept back while the server was away
+            duration = time.perf_counter() - t0
+            record = _step_record(step, ctx, parts, reason, duration, run.info.run_id)
+            published = store.publish(step.name, key, tmp, outputs, record)
+        except KeyboardInterrupt:
+            mlflow.end_run(status="KILLED")
+            raise
+        except Exception as e:
+            if sigint["seen"]:  # the interrupt, turned into another error by a library
+                mlflow.end_run(status="KILLED")
+                raise KeyboardInterrupt(f"{step.name} interrupted") from e
+            message, trace = _one_line(step.name, e, store, facts["run_id"])
+            mlflow.set_tag("error", message[:5000])
+            if trace:
+                mlflow.log_artifact(str(trace))
+            mlflow.end_run(status="FAILED")
+            if tmp is not None:
+                _discard(tmp)
+            return StepResult(step.name, FAILED, time.perf_counter() - t0, key, message), {}
     mlflow.log_dict(store.record(step.name, key), "step.json")
     mlflow.end_run()
     return StepResult(step.name, RAN, duration, key), published
+
+
+def _step_record(step, ctx: Context, parts, reason: str, duration: float, run_id: str) -> dict:
+    """The facts a published step keeps in its step.json."""
+    return {
+        "component": step.component.name,
+        "params": dataclasses.asdict(step.params),
+        "inputs": {k: {"uri": a.uri, "fingerprint": a.fingerprint} for k, a in ctx.inputs.items()},
+        "metrics": ctx.metrics,
+        "key_parts": parts,
+        "cache_reason": reason,
+        "duration_s": round(duration, 3),
+        "mlflow_run_id": run_id,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def _one_line(step: str, error: Exception, store: ArtifactStore, run_id: str):

@@ -233,6 +233,28 @@ def test_sigkill_mid_step_leaves_no_half_artifact_and_rerun_resumes(fakeflow, tm
     }  # the orphan was closed, not left RUNNING
 
 
+def test_an_interrupt_a_library_turned_into_an_error_ends_the_step_killed(fake, sqlite_uri):
+    # SIGINT during the step, re-raised by the step's own cleanup as a RuntimeError: the step
+    # was stopped, not broken. Without the runner's SIGINT note it would end FAILED.
+    with pytest.raises(KeyboardInterrupt):
+        fake({"double": {"interrupted_cleanup": True}})
+    client = MlflowClient(sqlite_uri)
+    exp_id = client.get_experiment_by_name("fake").experiment_id
+    double = client.search_runs([exp_id], filter_string="attributes.run_name = 'double'")
+    assert [r.info.status for r in double] == ["KILLED"]
+    assert not list((Path(fake.root) / "double").glob("*/step.json"))  # nothing published
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_a_step_that_fails_without_an_interrupt_still_ends_failed(fake, sqlite_uri):
+    statuses, _, _ = fake({"double": {"crash": True}})
+    assert statuses["double"] == "failed"
+    client = MlflowClient(sqlite_uri)
+    exp_id = client.get_experiment_by_name("fake").experiment_id
+    double = client.search_runs([exp_id], filter_string="attributes.run_name = 'double'")
+    assert [r.info.status for r in double] == ["FAILED"]
+
+
 def _noop(ctx: Context) -> None:
     pass
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +22,19 @@ class Params:
     seed: int = param(0, min=0)  # consume adds it: sweeps repeat points over seeds
     # For the crash test: write half the output, touch this file, then hang.
     hang_marker: str = param("")
+    # SIGINT arrives, and a cleanup turns the KeyboardInterrupt into an error of its own.
+    interrupted_cleanup: bool = param(False)
 
 
 def record(ctx: Context, name: str) -> None:
     with open(ctx.params.log, "a") as f:
         f.write(name + "\n")
+    if ctx.params.interrupted_cleanup:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(10)  # the handler raises KeyboardInterrupt here
+        except KeyboardInterrupt:
+            raise RuntimeError("cleanup failed on the half-done state") from None
 
 
 def read(ctx: Context, key: str) -> int:
