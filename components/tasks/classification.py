@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+from convflow.components import plotting
 from convflow.components.base import ComponentError
 from convflow.components.examples import LABEL, LABEL_FEATURES, dataset
 from convflow.components.examples.codec import label_reason
@@ -100,7 +101,7 @@ class Classification(Task):
         metrics["serving_accuracy"] = float((raw_probs.argmax(axis=1) == raw_labels).mean())
         out = inputs.out_dir
         files = [
-            plots.confusion_matrix(cm, names, out / CONFUSION_FILE),
+            plotting.confusion_matrix(cm, names, out / CONFUSION_FILE),
             plots.misclassified(
                 raw_images,
                 raw_labels,

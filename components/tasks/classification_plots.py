@@ -1,4 +1,5 @@
-"""Evaluation figures: confusion matrix and a grid of misclassified examples."""
+"""Evaluation figures of classification: a grid of misclassified examples (the confusion
+matrix is components/plotting.confusion_matrix, shared with segmentation)."""
 
 from __future__ import annotations
 
@@ -6,27 +7,6 @@ from pathlib import Path
 
 import numpy as np
 from convflow.components.plotting import pyplot
-
-
-def confusion_matrix(cm: np.ndarray, class_names, path: Path) -> Path:
-    """Row-normalized colours (recall per class) with the raw counts written in each cell."""
-    plt = pyplot()
-    n = len(class_names)
-    rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.7 * n, 0.8 + 0.6 * n))
-    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    for i in range(n):
-        for j in range(n):
-            color = "white" if rates[i, j] > 0.5 else "black"
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8, color=color)
-    ax.set_xticks(range(n), class_names, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(n), class_names, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
 
 
 def misclassified(images, labels, probs, class_names, path: Path, limit: int = 25) -> Path:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from convflow.components import masks as mask_ops
+from convflow.components import plotting
 from convflow.components.base import ComponentError
 from convflow.components.examples import dataset
 from convflow.components.targets import IMAGE_HEIGHT, IMAGE_WIDTH, TargetFeature
@@ -170,7 +171,7 @@ class Segmentation(Task):
                 inputs.raw_images, raw_masks, predicted, names, out / OVERLAYS_FILE, min(limit, 8)
             ),
             plots.iou_bars(SM.per_class_iou(cm), names, out / IOU_FILE),
-            plots.confusion(cm, names, out / CONFUSION_FILE),
+            plotting.confusion_matrix(cm, names, out / CONFUSION_FILE, percent=True),
         ]
         return Evaluation(metrics, SM.per_class(cm, names), files, count=count)
 

@@ -83,26 +83,3 @@ def iou_bars(per_class_iou, class_names, path: Path) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
-
-
-def confusion(cm: np.ndarray, class_names, path: Path) -> Path:
-    """Pixel confusion matrix, each row normalized to the class's pixels (recall), in %."""
-    plt = _pyplot()
-    n = len(class_names)
-    rates = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * n, 1.0 + 0.5 * n))
-    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    for i in range(n):
-        for j in range(n):
-            if cm[i, j]:
-                colour = "white" if rates[i, j] > 0.5 else "black"
-                text = f"{100 * rates[i, j]:.0f}"
-                ax.text(j, i, text, ha="center", va="center", fontsize=7, color=colour)
-    ax.set_xticks(range(n), class_names, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(n), class_names, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true (% of the class's pixels)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
