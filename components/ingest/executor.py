@@ -38,26 +38,15 @@ def _read_source(p: Params, ctx: Context):
     return folder.read(p, ctx.progress)
 
 
-def _carries_boxes(task, p: Params) -> bool:
-    """Whether the task's records hold boxes (then the source must be a box source)."""
-    if not any(f.name == "boxes" for f in task.target_features):
+def _carries(task, p: Params, feature: str, sources, what: str) -> bool:
+    """Whether the task's records hold ``feature`` (boxes, mask); then the source must be one
+    of ``sources``, the ones that read ``what`` (boxes, masks)."""
+    if not any(f.name == feature for f in task.target_features):
         return False
-    if p.source not in BOX_SOURCES:
+    if p.source not in sources:
         raise ComponentError(
-            f"ingest.source={p.source!r} has no boxes; a {task.name} pipeline reads one of "
-            f"{', '.join(BOX_SOURCES)}"
-        )
-    return True
-
-
-def _carries_masks(task, p: Params) -> bool:
-    """Whether the task's records hold a mask (then the source must be a mask source)."""
-    if not any(f.name == "mask" for f in task.target_features):
-        return False
-    if p.source not in MASK_SOURCES:
-        raise ComponentError(
-            f"ingest.source={p.source!r} has no masks; a {task.name} pipeline reads one of "
-            f"{', '.join(MASK_SOURCES)}"
+            f"ingest.source={p.source!r} has no {what}; a {task.name} pipeline reads one of "
+            f"{', '.join(sources)}"
         )
     return True
 
@@ -127,7 +116,8 @@ def run(ctx: Context) -> None:
     p: Params = ctx.params
     task = ctx.task
     out = ctx.outputs["examples"]
-    boxes, masks = _carries_boxes(task, p), _carries_masks(task, p)
+    boxes = _carries(task, p, "boxes", BOX_SOURCES, "boxes")
+    masks = _carries(task, p, "mask", MASK_SOURCES, "masks")
     if boxes or masks:
         reader = box_ingest if boxes else mask_ingest
         names, splits, rejected = reader.read(p, ctx.progress)
