@@ -65,5 +65,5 @@ setup(
         "test": TEST_REQUIRES,
         "dev": TEST_REQUIRES,
     },
-    entry_points={"console_scripts": ["convflow=convflow.pipelines.cli:main"]},
+    entry_points={"console_scripts": ["convflow=convflow.pipelines.cli:entry"]},
 )

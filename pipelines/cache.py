@@ -10,10 +10,12 @@ source step, the fingerprint of the data it reads.
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import hashlib
 import importlib.util
 import json
+import os
 import sys
 from collections.abc import Mapping
 from functools import cache
@@ -109,12 +111,19 @@ _BLOCKS = ("body", "orelse", "finalbody", "handlers", "cases")
 def _imports(path: Path, module: str, roots: tuple[str, ...]) -> tuple[set[str], set[str]]:
     """Project modules ``path`` imports: (at import time, only inside functions)."""
     stat = path.stat()
-    return _parsed_imports(str(path), stat.st_mtime_ns, stat.st_size, module, roots)
+    eager, lazy = _parsed_imports(str(path), stat.st_mtime_ns, stat.st_size, module)
+    keep = lambda names: {n for n in names if n.split(".")[0] in roots}  # noqa: E731
+    return keep(eager), keep(lazy) - keep(eager)
 
 
 @cache
-def _parsed_imports(path: str, mtime_ns: int, size: int, module: str, roots: tuple[str, ...]):
-    # Keyed by modification time and size, so one process re-reads a file that changed.
+def _parsed_imports(path: str, mtime_ns: int, size: int, module: str):
+    # Keyed by modification time and size, as Python's own bytecode cache is: one process
+    # re-reads a file that changed, and the next process finds the parse in IMPORTS_CACHE.
+    entry = f"{path}\0{module}"
+    known = _imports_on_disk().get(entry)
+    if known and known[:2] == [mtime_ns, size]:
+        return frozenset(known[2]), frozenset(known[3])
     tree = ast.parse(Path(path).read_text(), filename=path)
     package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
     eager: set[str] = set()
@@ -128,8 +137,54 @@ def _parsed_imports(path: str, mtime_ns: int, size: int, module: str, roots: tup
         inner = in_function or isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
         for block in _BLOCKS:
             todo.extend((child, inner) for child in getattr(node, block, ()) or ())
-    keep = lambda names: {n for n in names if n.split(".")[0] in roots}  # noqa: E731
-    return keep(eager), keep(lazy) - keep(eager)
+    _imports_on_disk()[entry] = [mtime_ns, size, sorted(eager), sorted(lazy)]
+    _IMPORTS_DIRTY.add(entry)
+    return frozenset(eager), frozenset(lazy)
+
+
+def imports_cache_file() -> Path:
+    """Where parsed imports are kept between processes: ``$CONVFLOW_CACHE_DIR/imports.json``
+    (default ``$XDG_CACHE_HOME/convflow`` or ``~/.cache/convflow``).
+
+    A cache only: a missing, unreadable or corrupt file is parsed again, never an error.
+    """
+    base = os.environ.get("CONVFLOW_CACHE_DIR")
+    if not base:
+        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        base = str(Path(xdg) / "convflow")
+    return Path(base) / "imports.json"
+
+
+_IMPORTS_DIRTY: set[str] = set()
+
+
+@cache
+def _imports_on_disk() -> dict[str, list]:
+    try:
+        known = json.loads(imports_cache_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def _save_imports() -> None:
+    """Writes the parses made by this process (atomically; a failure only costs speed)."""
+    if not _IMPORTS_DIRTY:
+        return
+    path = imports_cache_file()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    known = _imports_on_disk()
+    for entry in [e for e in known if not os.path.exists(e.partition("\0")[0])]:
+        del known[entry]  # files deleted since (temporary projects, moved checkouts)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(known))
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):  # ENOTDIR too when the folder could not be made
+            tmp.unlink()
+        return
+    _IMPORTS_DIRTY.clear()
 
 
 def _parents(name: str) -> set[str]:
@@ -179,6 +234,7 @@ def source_closure(module: str, task: str | None = None) -> tuple[tuple[str, str
         used = eager | lazy if follow_lazy else eager
         todo.extend((n, follow_lazy) for n in used)
         todo.extend((p, False) for n in used | {name} for p in _parents(n))
+    _save_imports()
     return tuple(sorted(seen.items()))
 
 

@@ -389,5 +389,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_SIGPIPE
 
 
+def entry() -> None:
+    """The console script: :func:`main`, then a quick exit (see pipelines/fastexit.py)."""
+    from convflow.pipelines.fastexit import exit_now
+
+    exit_now(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
