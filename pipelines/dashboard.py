@@ -258,6 +258,21 @@ def dataset_name(sections: Mapping[str, Any]) -> str:
     return "examples"
 
 
+def log_inputs_once(client, run_id: str, inputs: list) -> None:
+    """``client.log_inputs``, tried once more when a run logging the same dataset at the same
+    time (``convflow sweep --max-parallel``) inserted it between MLflow's lookup and its own
+    insert: the second try finds the row (sqlite: "UNIQUE constraint failed", PostgreSQL:
+    "violates unique constraint")."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.log_inputs(run_id, datasets=inputs)
+    except MlflowException as e:
+        if "unique constraint" not in str(e).lower():
+            raise
+        client.log_inputs(run_id, datasets=inputs)
+
+
 def summarize(
     client, run_id: str, store, results, sections: Mapping[str, Any], metric: str
 ) -> dict:
@@ -281,7 +296,7 @@ def summarize(
     dataset = dataset_entity(artifacts, records, dataset_name(sections))
     if dataset is not None:
         context = InputTag("mlflow.data.context", "training")
-        client.log_inputs(run_id, datasets=[DatasetInput(dataset, [context])])
+        log_inputs_once(client, run_id, [DatasetInput(dataset, [context])])
     model_id = _model_id(client, head) if _ran(results, "Registration", artifacts) else None
     if model_id:
         from mlflow.entities import LoggedModelOutput

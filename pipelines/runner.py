@@ -88,7 +88,7 @@ def run(pipeline: Pipeline, cfg: Config, opts: RunOptions, out: TextIO | None = 
     selected, forced = selection(pipeline, opts)
     source_closure.cache_clear()  # sources may have changed since the last run in this process
     store = ArtifactStore(cfg.pipeline.artifact_root)
-    with store.lock(opts.wait):
+    with store.lock(opts.wait, shared=True):  # runs go at once; claim() guards each key
         store.sweep()
         uri, artifact_location = tracking.connect(opts.tracking_uri or cfg.pipeline.tracking_uri)
         exp_id = tracking.experiment_id(pipeline.name, artifact_location)
@@ -189,6 +189,7 @@ def _run_steps(pipeline, opts, store, selected, forced, facts, versions):
             results.append(StepResult(name, NOT_RUN, key=key))
             continue
         gone = None
+        store.claim(name, key, opts.wait, force=name in forced)  # a concurrent run's: wait
         if name not in forced and store.is_published(name, key):
             gone = effect_gone(step, store, key, facts)
             if gone is None:

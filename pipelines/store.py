@@ -1,13 +1,23 @@
-"""The artifact store: where published steps live, atomic publishing, and the run lock.
+"""The artifact store: where published steps live, atomic publishing, and its locks.
 
 Layout under the root::
 
     <step>/<key>/step.json          a published step (the rename that made it was atomic)
     <step>/<key>/<output>/...       its output artifacts, each with artifact.json
-    <step>/.tmp-<key>-<pid>/        a step being written; never read, swept on the next run
+    <step>/.tmp-<key>-<pid>/        a step being written; never read, swept once its writer
+                                    is gone
     .work/<step>/<key>/             scratch that survives a crash (checkpoints)
     runs/<run>/config.yaml          the resolved config of every run
-    .lock                           held (flock) by the run in progress
+    .locks/<step>.<key>             flock: held by the run computing that step
+    .lock                           flock: shared by every run in progress; exclusive for
+                                    work on the whole store
+
+Runs on one store go at once (``convflow sweep --max-parallel N``, a run by hand beside a
+scheduled one): each holds ``.lock`` shared, and, while it computes and publishes a step,
+that step key's lock exclusively (:meth:`ArtifactStore.claim`). A second run that needs the
+same key waits for it (``--wait``) and then finds it published, a cache hit, or fails at once
+naming the holder's pid; so no key is ever computed twice at once. Every lock is an flock,
+which the kernel frees when its holder dies, even by SIGKILL.
 """
 
 from __future__ import annotations
@@ -19,22 +29,25 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from convflow.components.base import ARTIFACT_FILE, Artifact
 from convflow.pipelines.cache import fingerprint_dir
+from convflow.pipelines.embedded import alive
 
 STEP_FILE = "step.json"
 
 
 class StoreLockedError(Exception):
-    """Another run holds the store."""
+    """Another run holds the store, or computes a step this run needs."""
 
 
 class ArtifactStore:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).absolute()
+        self._claims: dict[tuple[str, str], _Lock] = {}  # (step, key) -> its held key lock
 
     # -- paths ---------------------------------------------------------------
     def step_dir(self, step: str, key: str) -> Path:
@@ -57,17 +70,73 @@ class ArtifactStore:
 
     # -- writing -------------------------------------------------------------
     def sweep(self) -> int:
-        """Deletes what crashed runs left half-written; only call while holding the lock."""
-        stale = [*self.root.glob("*/.tmp-*"), *self.root.glob("*/.old-*")]
-        for path in stale:
-            shutil.rmtree(path, ignore_errors=True)
-        return len(stale)
+        """Deletes what crashed runs left half-written, never what a live run is writing.
+
+        ``<step>/.tmp-<key>-<pid>`` and ``.old-<key>-<pid>`` are stale when ``pid`` is gone
+        (or is this process: a run in it has ended), or when nobody holds that key's lock
+        (``pid`` was reused by another process): a live writer holds the key's lock for as
+        long as its directory exists (:meth:`claim`).
+
+        Returns:
+            How many directories were deleted.
+        """
+        count = 0
+        for path in [*self.root.glob("*/.tmp-*-*"), *self.root.glob("*/.old-*-*")]:
+            key16, _, pid = path.name.split("-", 1)[1].rpartition("-")
+            if self._stale(path.parent, key16, pid):
+                shutil.rmtree(path, ignore_errors=True)
+                count += 1
+        return count
+
+    def _stale(self, step_dir: Path, key16: str, pid: str) -> bool:
+        if not pid.isdigit() or int(pid) == os.getpid() or not alive(int(pid)):
+            return True
+        try:  # a live pid: stale only if it is not the one computing the key
+            with _Lock(self._key_lock(step_dir.name, key16), 0.0, what=""):
+                return True
+        except StoreLockedError:
+            return False
+
+    def claim(self, step: str, key: str, timeout: float = 0.0, force: bool = False) -> None:
+        """Takes the lock of ``step`` at ``key`` unless the step is published (and not forced).
+
+        Call before computing a step. A step that another run is computing is waited for up
+        to ``timeout`` seconds; if that run published it meanwhile, no lock is kept and the
+        caller finds a cache hit. The lock is released by :meth:`publish`, else when the run
+        lock (:meth:`lock`) is released, else by the kernel when this process dies.
+
+        Raises:
+            StoreLockedError: another live run still holds the key after ``timeout`` s; the
+                message names its pid.
+        """
+        if (step, key) in self._claims or (not force and self.is_published(step, key)):
+            return
+        what = f"computes {step} at {key[:12]} in"
+        held = _Lock(self._key_lock(step, key[:16]), timeout, what).__enter__()
+        if not force and self.is_published(step, key):  # its holder finished it: a hit
+            held.__exit__()
+        else:
+            self._claims[(step, key)] = held
+
+    def _key_lock(self, step: str, key16: str) -> Path:
+        # Beside the steps, not in a step's folder, which holds only its published keys.
+        return self.root / ".locks" / f"{step}.{key16}"
+
+    def release(self, step: str | None = None, key: str | None = None) -> None:
+        """Releases the lock of ``step`` at ``key`` (no arguments: every one this run holds)."""
+        pairs = [(step, key)] if step else list(self._claims)
+        for pair in pairs:
+            held = self._claims.pop(pair, None)
+            if held is not None:
+                held.__exit__()
 
     def begin(self, step: str, key: str) -> Path:
         """A fresh temporary directory to write the step's outputs into."""
         parent = self.root / step
         parent.mkdir(parents=True, exist_ok=True)
         tmp = parent / f".tmp-{key[:16]}-{os.getpid()}"
+        if tmp.exists():  # left by an earlier run of this process (or of a dead one, same pid)
+            shutil.rmtree(tmp)
         tmp.mkdir()
         return tmp
 
@@ -103,18 +172,40 @@ class ArtifactStore:
             tmp.rename(final)
         _fsync_dir(final.parent)
         shutil.rmtree(self.work_dir(step, key), ignore_errors=True)
+        self.release(step, key)
         return self.outputs(step, key)
 
     # -- locking -------------------------------------------------------------
-    def lock(self, timeout: float = 0.0) -> _Lock:
-        return _Lock(self.root / ".lock", timeout)
+    def lock(self, timeout: float = 0.0, shared: bool = False) -> _Lock:
+        """The store-wide lock: ``shared`` for a run (many at once), else exclusive.
+
+        Leaving it also releases every step lock this store object still holds (a failed or
+        interrupted step's).
+
+        Raises:
+            StoreLockedError: (on entering) the lock is not free after ``timeout`` seconds.
+        """
+        return _Lock(self.root / ".lock", timeout, shared=shared, on_exit=self.release)
 
 
 class _Lock:
-    """An exclusive flock on the store; the kernel drops it if the holder dies (even SIGKILL)."""
+    """An flock on ``path``; the kernel drops it if the holder dies (even by SIGKILL).
 
-    def __init__(self, path: Path, timeout: float):
-        self.path, self.timeout, self.fd = path, timeout, None
+    An exclusive holder writes ``pid N since HH:MM:SS`` into the file, for the message of
+    whoever finds it taken.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        timeout: float,
+        what: str = "holds",
+        shared: bool = False,
+        on_exit: Callable[[], None] | None = None,
+    ):
+        self.path, self.timeout, self.what, self.fd = path, timeout, what, None
+        self.mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        self.on_exit = on_exit
 
     def __enter__(self) -> _Lock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -122,7 +213,7 @@ class _Lock:
         deadline = time.monotonic() + self.timeout
         while True:
             try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(self.fd, self.mode | fcntl.LOCK_NB)
                 break
             except OSError as e:
                 if e.errno not in (errno.EAGAIN, errno.EACCES):
@@ -131,17 +222,26 @@ class _Lock:
                     holder = os.pread(self.fd, 200, 0).decode(errors="replace").strip()
                     os.close(self.fd)
                     raise StoreLockedError(
-                        f"another convflow run ({holder or 'unknown pid'}) holds "
-                        f"{self.path.parent}; "
+                        f"another convflow run ({holder or 'unknown pid'}) {self.what} "
+                        f"{self.root()}; "
                         "wait for it, pass --wait SECONDS, or use another --artifact-root"
                     ) from None
                 time.sleep(0.5)
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}".encode(), 0)
+        if self.mode == fcntl.LOCK_EX:
+            os.ftruncate(self.fd, 0)
+            stamp = f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}"
+            os.pwrite(self.fd, stamp.encode(), 0)
         return self
 
+    def root(self) -> Path:
+        # .lock sits in the store's root; a step key's lock in .locks/.
+        return self.path.parent if self.path.name == ".lock" else self.path.parent.parent
+
     def __exit__(self, *exc) -> None:
-        os.ftruncate(self.fd, 0)
+        if self.on_exit is not None:
+            self.on_exit()
+        if self.mode == fcntl.LOCK_EX:
+            os.ftruncate(self.fd, 0)
         fcntl.flock(self.fd, fcntl.LOCK_UN)
         os.close(self.fd)
 

@@ -19,6 +19,12 @@ steps points share (ingest, preprocess for a model sweep) are cache hits, and a 
 was interrupted and is re-run resumes: its finished points are cache hits too. The points'
 parent runs are nested (``mlflow.parentRunId``) under one sweep run, which gets the
 comparison table and plots (:mod:`convflow.pipelines.sweep_report`).
+
+``--max-parallel N`` runs up to N points at once, each in its own process
+(:mod:`convflow.pipelines.sweep_parallel`). The artifact store lets runs proceed together and
+guards each step key with a lock, so a step that several points share is computed once: the
+first point computes it, the others wait for it and find a cache hit. The table is the same
+as a sequential sweep's, rows in the points' order.
 """
 
 from __future__ import annotations
@@ -248,17 +254,43 @@ class PointResult:
 Build = Callable[[list[str]], tuple[Any, Any]]  # overrides -> (Pipeline, Config)
 
 
-def run_sweep(spec: SweepSpec, build: Build, opts, out: TextIO | None = None):
-    """Runs every point of ``spec`` one after another; returns (point results, sweep run id).
+def run_point(spec: SweepSpec, point: Point, pipeline, cfg, opts, sweep_run_id: str, out):
+    """Runs one point's pipeline (nested under ``sweep_run_id``); returns its :class:`PointResult`.
+
+    Raises:
+        PipelineError, StoreLockedError, TrackingUnavailable: as :func:`runner.run`.
+    """
+    from convflow.pipelines import runner
+    from convflow.pipelines.store import ArtifactStore
+
+    point_opts = run_options(pipeline, spec, opts, sweep_run_id, point)
+    results, run_id = runner.run(pipeline, cfg, point_opts, out=out)
+    store = ArtifactStore(cfg.pipeline.artifact_root)
+    failed = [r.error for r in results if r.status == runner.FAILED]
+    return PointResult(
+        point,
+        run_id,
+        {r.name: r.status for r in results},
+        point_metrics(store, pipeline, results, spec.metrics),
+        failed[0] if failed else "",
+    )
+
+
+def run_sweep(spec: SweepSpec, build: Build, opts, out: TextIO | None = None, max_parallel=1):
+    """Runs every point of ``spec``; returns (point results in the points' order, sweep run id).
 
     Every point's config is built (and so checked) before the first one runs. A failed point
-    does not stop the others; its row says why.
+    does not stop the others; its row says why. ``max_parallel`` 1 runs the points one after
+    another in this process; N > 1 runs up to N at once, each in a process of its own
+    (:mod:`convflow.pipelines.sweep_parallel`; ``build`` must then be picklable), where a
+    step that several points need is computed by one and is a cache hit for the others.
 
     Raises:
         ConfigError: a point whose config is invalid.
         PipelineError, StoreLockedError, TrackingUnavailable: as :func:`runner.run`.
+        PointProcessDied: (N > 1) a point's process died (SIGKILL, out of memory).
     """
-    from convflow.pipelines import runner, sweep_report, tracking
+    from convflow.pipelines import sweep_report, tracking
     from convflow.pipelines.store import ArtifactStore
 
     out = out or sys.stdout
@@ -268,28 +300,22 @@ def run_sweep(spec: SweepSpec, build: Build, opts, out: TextIO | None = None):
     opts = dataclasses.replace(opts, tracking_uri=uri)
     exp_id = tracking.experiment_id(first_pipeline.name, location)
     sweep_run_id = _sweep_run(exp_id, spec)
-    log(f"▶ sweep {spec.name}: MLflow run {sweep_run_id}, {len(built)} points")
-    rows: list[PointResult] = []
+    folder = ArtifactStore(first_cfg.pipeline.artifact_root).root / "sweeps" / spec.sweep_id
+    at_once = f", {max_parallel} at once" if max_parallel > 1 else ""
+    log(f"▶ sweep {spec.name}: MLflow run {sweep_run_id}, {len(built)} points{at_once}")
     try:
-        for point, pipeline, cfg in built:
-            log(f"▶ point {point.index + 1}/{len(built)}: {point.label()}")
-            point_opts = run_options(pipeline, spec, opts, sweep_run_id, point)
-            results, run_id = runner.run(pipeline, cfg, point_opts, out=out)
-            store = ArtifactStore(cfg.pipeline.artifact_root)
-            failed = [r.error for r in results if r.status == runner.FAILED]
-            rows.append(
-                PointResult(
-                    point,
-                    run_id,
-                    {r.name: r.status for r in results},
-                    point_metrics(store, pipeline, results, spec.metrics),
-                    failed[0] if failed else "",
-                )
-            )
+        if max_parallel > 1:
+            from convflow.pipelines import sweep_parallel
+
+            rows = sweep_parallel.run_points(spec, build, opts, sweep_run_id, max_parallel, folder)
+        else:
+            rows = []
+            for point, pipeline, cfg in built:
+                log(f"▶ point {point.index + 1}/{len(built)}: {point.label()}")
+                rows.append(run_point(spec, point, pipeline, cfg, opts, sweep_run_id, out))
     except BaseException:
         _end(sweep_run_id, "KILLED")
         raise
-    folder = ArtifactStore(first_cfg.pipeline.artifact_root).root / "sweeps" / spec.sweep_id
     files = sweep_report.write(spec, rows, folder)
     from mlflow import MlflowClient
 

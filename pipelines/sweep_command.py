@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
@@ -24,8 +25,8 @@ def add_parser(sub) -> None:
         type=int,
         default=1,
         metavar="N",
-        help="points run at once (default 1; only 1 for now: the artifact store runs one "
-        "pipeline at a time)",
+        help="points run at once, each in its own process (default 1); steps that points "
+        "share are still computed once: the other points wait for them and find cache hits",
     )
     sw.add_argument(
         "--tracking-uri",
@@ -44,24 +45,22 @@ def add_parser(sub) -> None:
 
 def cmd_sweep(args) -> int:
     from convflow.pipelines import runner, sweep
-    from convflow.pipelines.cli import load_config
     from convflow.pipelines.dag import PipelineError
     from convflow.pipelines.quiet import quiet_stderr
     from convflow.pipelines.store import StoreLockedError
+    from convflow.pipelines.sweep_parallel import PointProcessDied
     from convflow.pipelines.tracking import TrackingUnavailable
 
-    if args.max_parallel != 1:
+    if args.max_parallel < 1:
         print(
-            f"error: --max-parallel {args.max_parallel}: only 1 is supported; points share one "
-            "artifact store, whose lock runs one pipeline at a time",
+            f"error: --max-parallel {args.max_parallel}: expected a number of points >= 1",
             file=sys.stderr,
         )
         return EXIT_USAGE
     spec = sweep.load(args.sweep)  # ConfigError -> one line, exit 2 (cli.main)
-
-    def build(overrides):
-        cfg, definition = load_config(str(spec.base), overrides)
-        return definition.create_pipeline(cfg), cfg
+    # A module-level function (picklable): with --max-parallel each point's process builds
+    # its own pipeline.
+    build = functools.partial(build_point, str(spec.base))
 
     if args.dry_run:
         sweep.dry_run(spec, build, sys.stdout)
@@ -71,11 +70,19 @@ def cmd_sweep(args) -> int:
     )
     try:
         with quiet_stderr(enabled=not args.verbose):
-            rows, _ = sweep.run_sweep(spec, build, opts)
-    except (PipelineError, StoreLockedError, TrackingUnavailable) as e:
+            rows, _ = sweep.run_sweep(spec, build, opts, max_parallel=args.max_parallel)
+    except (PipelineError, StoreLockedError, TrackingUnavailable, PointProcessDied) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE if isinstance(e, PipelineError) else EXIT_FAILED
     failed = [r for r in rows if r.error]
     for r in failed:
         print(f"error: point {r.point.index + 1} ({r.point.label()}): {r.error}", file=sys.stderr)
     return EXIT_FAILED if failed else 0
+
+
+def build_point(base: str, overrides: list[str]):
+    """(Pipeline, Config) of the pipeline config ``base`` with ``overrides`` (``--set``)."""
+    from convflow.pipelines.cli import load_config
+
+    cfg, definition = load_config(base, overrides)
+    return definition.create_pipeline(cfg), cfg

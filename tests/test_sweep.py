@@ -270,9 +270,10 @@ def test_a_point_the_base_config_rejects_is_one_line_before_any_run(tmp_path, ca
     assert len(err.strip().splitlines()) == 1
 
 
-def test_max_parallel_above_one_is_refused_in_one_line(tmp_path, capsys):
-    assert cli.main(["sweep", str(tmp_path / "s.yaml"), "--max-parallel", "2"]) == 2
-    assert "--max-parallel 2" in capsys.readouterr().err
+def test_max_parallel_below_one_is_refused_in_one_line(tmp_path, capsys):
+    assert cli.main(["sweep", str(tmp_path / "s.yaml"), "--max-parallel", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: --max-parallel 0: expected a number of points >= 1\n"
 
 
 def test_report_mean_and_spread():

@@ -1,6 +1,6 @@
 """The fake pipeline: produce -> double -> consume."""
 
-from convflow.pipelines.config import resolve
+from convflow.pipelines.config import apply_overrides, read_yaml, resolve
 from convflow.pipelines.dag import Pipeline
 
 from fakeflow.doubling import double
@@ -20,3 +20,12 @@ def build(root: str, log: str, hang_marker: str = "", **sections):
     b = p.add(double, cfg["double"], examples=a["examples"])
     p.add(consume, cfg["consume"], examples=b["examples"])
     return p, cfg
+
+
+def build_point(base: str, root: str, log: str, overrides: list[str]):
+    """A sweep point: the sections of the YAML file ``base`` with ``overrides`` (``--set``).
+
+    Module-level, so that ``functools.partial(build_point, ...)`` reaches a parallel sweep's
+    point processes.
+    """
+    return build(root, log, **apply_overrides(read_yaml(base), overrides))

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from convflow.components.base import EXAMPLES, MODEL, Context, component, param
+from convflow.components.base import EXAMPLES, MODEL, ComponentError, Context, component, param
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,10 @@ class Params:
     hang_marker: str = param("")
     # SIGINT arrives, and a cleanup turns the KeyboardInterrupt into an error of its own.
     interrupted_cleanup: bool = param(False)
+    # Parallel sweeps: consume waits here until ``barrier_n`` points have arrived (so a sweep
+    # whose points do not run at once fails), and records when it started and ended.
+    barrier: str = param("")
+    barrier_n: int = param(0, min=0)
 
 
 def record(ctx: Context, name: str) -> None:
@@ -58,7 +62,21 @@ def produce(ctx: Context) -> None:
     write(ctx, "examples", ctx.params.value)
 
 
+def meet(ctx: Context, timeout_s: float = 120) -> None:
+    """Waits until ``barrier_n`` consume steps are inside this one at once (see Params)."""
+    folder = Path(ctx.params.barrier)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"arrived-{os.getpid()}-{ctx.params.seed}").write_text(str(time.time()))
+    deadline = time.monotonic() + timeout_s
+    while len(list(folder.glob("arrived-*"))) < ctx.params.barrier_n:
+        if time.monotonic() > deadline:
+            raise ComponentError(f"barrier: no {ctx.params.barrier_n} points at once")
+        time.sleep(0.1)
+
+
 @component(name="consume", inputs={"examples": EXAMPLES}, outputs={"model": MODEL}, params=Params)
 def consume(ctx: Context) -> None:
     record(ctx, "consume")
+    if ctx.params.barrier:
+        meet(ctx)
     write(ctx, "model", read(ctx, "examples") + ctx.params.value + ctx.params.seed)
