@@ -242,7 +242,8 @@ def _add_run(sub) -> None:
         type=float,
         default=0.0,
         metavar="SECONDS",
-        help="wait this long for another run holding the store (default: fail at once)",
+        help="wait this long for a step another run is computing, then take it from the "
+        "cache (default: fail at once)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     add_orchestration_args(run)

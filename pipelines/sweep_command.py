@@ -37,7 +37,8 @@ def add_parser(sub) -> None:
         type=float,
         default=0.0,
         metavar="SECONDS",
-        help="wait this long for another run holding the store (default: fail at once)",
+        help="wait this long for a step another run is computing (default: fail at once); "
+        "with --max-parallel above 1, points wait for such a step as long as its holder lives",
     )
     sw.add_argument("--verbose", action="store_true", help="show library start-up messages")
     sw.set_defaults(fn=cmd_sweep)

@@ -53,7 +53,9 @@ def run_points(
     opts = dataclasses.replace(opts, wait=float("inf"), show_progress=False)
     rows: dict[int, PointResult] = {}
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=max_parallel, mp_context=context)
+    pool = ProcessPoolExecutor(
+        max_workers=max_parallel, mp_context=context, initializer=_ignore_sigint
+    )
     try:
         pending = {
             pool.submit(
@@ -93,11 +95,21 @@ def _run_in_child(
 ) -> tuple[PointResult, float]:
     """One point, in a pool process: (its row, wall seconds). Its output goes to ``log_path``."""
     t0 = time.perf_counter()
-    with _output_to(log_path):
-        print(f"▶ point {point.index + 1}: {point.label()}", flush=True)
-        pipeline, cfg = build(point.overrides(spec))
-        row = run_point(spec, point, pipeline, cfg, opts, sweep_run_id, out=sys.stdout)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C: the step ends KILLED
+    try:
+        with _output_to(log_path):
+            print(f"▶ point {point.index + 1}: {point.label()}", flush=True)
+            pipeline, cfg = build(point.overrides(spec))
+            row = run_point(spec, point, pipeline, cfg, opts, sweep_run_id, out=sys.stdout)
+    finally:
+        _ignore_sigint()
     return row, time.perf_counter() - t0
+
+
+def _ignore_sigint() -> None:
+    # An idle pool process has nothing to stop; a KeyboardInterrupt there only prints a
+    # traceback from the executor's queue.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @contextlib.contextmanager
