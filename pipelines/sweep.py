@@ -315,6 +315,8 @@ def run_sweep(spec: SweepSpec, build: Build, opts, out: TextIO | None = None, ma
                 rows.append(run_point(spec, point, pipeline, cfg, opts, sweep_run_id, out))
     except BaseException:
         _end(sweep_run_id, "KILLED")
+        if max_parallel > 1:  # the point processes are gone: close what they left RUNNING
+            tracking.mark_orphans_killed(exp_id)
         raise
     files = sweep_report.write(spec, rows, folder)
     from mlflow import MlflowClient

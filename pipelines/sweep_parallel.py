@@ -27,6 +27,8 @@ from pathlib import Path
 
 from convflow.pipelines.sweep import Build, Point, PointResult, SweepSpec, log, run_point
 
+GRACE_S = 5.0  # a point interrupted by Ctrl-C ends its step's MLflow run within this
+
 
 class PointProcessDied(Exception):
     """A point's process died (SIGKILL, out of memory) before it could report."""
@@ -56,19 +58,20 @@ def run_points(
     pool = ProcessPoolExecutor(
         max_workers=max_parallel, mp_context=context, initializer=_ignore_sigint
     )
+    todo = iter(spec.points)
+    pending: dict = {}  # future -> its point; never more than the pool runs at once, so
+    # after an interrupt no queued point is left to start
+
+    def submit_next() -> None:
+        point = next(todo, None)
+        if point is not None:
+            log_path = folder / f"point-{point.index + 1}.log"
+            args = (build, spec, opts, sweep_run_id, point, log_path)
+            pending[pool.submit(_run_in_child, *args)] = point
+
     try:
-        pending = {
-            pool.submit(
-                _run_in_child,
-                build,
-                spec,
-                opts,
-                sweep_run_id,
-                p,
-                folder / f"point-{p.index + 1}.log",
-            ): p
-            for p in spec.points
-        }
+        for _ in range(max_parallel):
+            submit_next()
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
@@ -82,8 +85,9 @@ def run_points(
                     ) from None
                 rows[point.index] = row
                 log(_finished_line(spec, row, seconds, len(rows), folder))
+                submit_next()
     except BaseException:
-        _interrupt(pool)
+        _interrupt(pool, pending)
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -145,8 +149,15 @@ def _finished_line(spec: SweepSpec, row: PointResult, seconds: float, n_done: in
     return f"✔ {head}: {steps} {where}"
 
 
-def _interrupt(pool: ProcessPoolExecutor) -> None:
-    """SIGINT to the pool's processes: their running steps end KILLED, as after Ctrl-C."""
+def _interrupt(pool: ProcessPoolExecutor, running) -> None:
+    """Stops the points still running; their steps end KILLED, as after Ctrl-C.
+
+    Ctrl-C reaches the whole process group, so the points got SIGINT already and end within
+    seconds; a second one could cut their cleanup short. Only a point still running after
+    :data:`GRACE_S` (the SIGINT went to this process alone, or another error stopped the
+    sweep) gets one. Idle pool processes ignore SIGINT.
+    """
+    wait(running, timeout=GRACE_S)
     # The executor keeps no public list of its processes; _processes is the pid -> Process map.
     for proc in list((pool._processes or {}).values()):
         if proc.is_alive():

@@ -57,7 +57,11 @@ def parent_run(experiment_id: str, run_name: str, group: str | None) -> Iterator
             with mlflow.start_run(run_id=found[0].info.run_id) as run:
                 yield run
             return
-    tags = {RUN_GROUP_TAG: group} if group else None
+    from convflow.pipelines.tracking import process_tags
+
+    # Born with its host and pid: a Ctrl-C that lands before the run is entered leaves it
+    # RUNNING, and the next run's mark_orphans_killed can close it only by these tags.
+    tags = {**process_tags(), **({RUN_GROUP_TAG: group} if group else {})}
     name = f"{run_name}-{group}" if group else run_name
     with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags) as run:
         yield run

@@ -10,6 +10,11 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -120,3 +125,69 @@ def test_a_failed_point_is_reported_and_the_other_still_runs(parallel_sweep, cap
     log = next(root.glob("sweeps/*/point-1.log"))
     assert "✘ point 1 (double.fail=true) failed: double: asked to fail [" in err
     assert f"(log: {log})" in err
+
+
+SWEEP_SCRIPT = """
+import functools, io, sys
+from convflow.pipelines import runner, sweep
+from fakeflow.pipeline import build_point
+
+if __name__ == "__main__":
+    base, root, log, uri, path = sys.argv[1:6]
+    build = functools.partial(build_point, base, root, log)
+    opts = runner.RunOptions(tracking_uri=uri, show_progress=False)
+    sweep.run_sweep(sweep.load(path), build, opts, out=io.StringIO(), max_parallel=2)
+"""
+
+
+@pytest.mark.slow  # a parallel sweep in a subprocess, interrupted, then resumed
+def test_ctrl_c_stops_the_points_and_a_rerun_resumes_the_same_sweep(fakeflow, tmp_path):
+    base = _write(tmp_path / "base.yaml", {"double": {"value": 1}})
+    path = _write(tmp_path / "sweep.yaml", {"base": "base.yaml", **GRID, "seeds": [0]})
+    root, log, marker = tmp_path / "store", tmp_path / "calls.log", tmp_path / "hanging"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(fakeflow), os.environ.get("PYTHONPATH", "")]),
+        "FAKEFLOW_HANG_MARKER": str(marker),  # double hangs, half-written; both points need it
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SWEEP_SCRIPT, base, str(root), str(log), uri, path],
+        env=env,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 180
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the sweep and both point processes
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("fake").experiment_id
+    (killed,) = client.search_runs([exp], filter_string="attributes.run_name = 'sweep-sweep'")
+    assert killed.info.status == "KILLED"
+    (double,) = client.search_runs([exp], filter_string="attributes.run_name = 'double'")
+    assert double.info.status == "KILLED"
+    # The points' runs are closed too, even one that Ctrl-C caught as it was being created.
+    assert not client.search_runs([exp], filter_string="attributes.status = 'RUNNING'")
+    assert list((root / "double").glob(".tmp-*/examples/part-1.bin"))  # hidden, unpublished
+
+    log.write_text("")
+    build = functools.partial(fakeflow_build_point(), base, str(root), str(log))
+    opts = runner.RunOptions(tracking_uri=uri, show_progress=False)
+    spec = sweep.load(path)
+    rows, sweep_id = sweep.run_sweep(spec, build, opts, out=io.StringIO(), max_parallel=2)
+    assert sweep_id == killed.info.run_id  # the same sweep run, resumed
+    assert client.get_run(sweep_id).info.status == "FINISHED"
+    assert sorted(log.read_text().split()) == ["consume", "consume", "double"]  # produce: hit
+    assert [r.metrics["consume.value"] for r in rows] == [3.0, 4.0]
+    assert not list((root / "double").glob(".tmp-*"))  # the killed run's half write: swept
+
+
+def fakeflow_build_point():
+    from fakeflow.pipeline import build_point
+
+    return build_point

@@ -45,11 +45,11 @@ def read(ctx: Context, key: str) -> int:
     return json.loads((ctx.inputs[key].path / "data.json").read_text())["value"]
 
 
-def write(ctx: Context, key: str, value: int) -> None:
+def write(ctx: Context, key: str, value: int, hang_marker: str = "") -> None:
     out = ctx.outputs[key]
-    if ctx.params.hang_marker:
+    if hang_marker:
         (out.path / "part-1.bin").write_bytes(b"x" * 1000)
-        Path(ctx.params.hang_marker).write_text(str(os.getpid()))
+        Path(hang_marker).write_text(str(os.getpid()))
         time.sleep(600)
     (out.path / "data.json").write_text(json.dumps({"value": value}))
     out.properties["value"] = value
