@@ -20,7 +20,7 @@ from convflow.pipelines.cache import digest, key_parts, package_versions, source
 from convflow.pipelines.config import Config
 from convflow.pipelines.dag import Pipeline, PipelineError
 from convflow.pipelines.errors import environment_error
-from convflow.pipelines.store import ArtifactStore
+from convflow.pipelines.store import ArtifactStore, StoreLockedError
 
 RAN, CACHED, FAILED, NOT_RUN = "ran", "cached", "failed", "not run"
 
@@ -115,7 +115,11 @@ def run(pipeline: Pipeline, cfg: Config, opts: RunOptions, out: TextIO | None = 
             # First thing a scheduler reads, so even a run stopped mid-way is named in its log.
             started = f"▶ MLflow run {parent.info.run_id} ({opts.trigger})"
             print(started, file=sys.stderr, flush=True)
-            results = _run_steps(pipeline, opts, store, selected, forced, facts, versions)
+            try:
+                results = _run_steps(pipeline, opts, store, selected, forced, facts, versions)
+            except StoreLockedError as e:
+                _drop_if_idle(e, parent.info.run_id)
+                raise
             headline = tasks.get(pipeline.task).blessing_metric  # accuracy, mIoU, mAP@0.5
             head = dashboard.summarize(
                 MlflowClient(), parent.info.run_id, store, results, cfg.sections, headline
@@ -128,6 +132,22 @@ def run(pipeline: Pipeline, cfg: Config, opts: RunOptions, out: TextIO | None = 
     print_summary(results, out)
     print(dashboard.result_line(head, uri, exp_id), file=out)
     return results, facts["run_id"]
+
+
+def _drop_if_idle(error: StoreLockedError, run_id: str) -> None:
+    """A run stopped by another run's key lock before it ran any step leaves no row.
+
+    Two overlapping runs of one config (a cron tick while the last one still trains) meet
+    at their first step; the second has produced nothing, so its parent run is ended KILLED
+    and deleted (MLflow keeps it among deleted runs) instead of a FAILED row per tick.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    if getattr(error, "ran_before", True):
+        return
+    mlflow.end_run(status="KILLED")
+    MlflowClient().delete_run(run_id)
 
 
 def _log_parent(cfg, facts, versions, store, run_id):
@@ -189,7 +209,11 @@ def _run_steps(pipeline, opts, store, selected, forced, facts, versions):
             results.append(StepResult(name, NOT_RUN, key=key))
             continue
         gone = None
-        store.claim(name, key, opts.wait, force=name in forced)  # a concurrent run's: wait
+        try:
+            store.claim(name, key, opts.wait, force=name in forced)  # a concurrent run's: wait
+        except StoreLockedError as e:
+            e.ran_before = any(r.status == RAN for r in results)
+            raise
         if name not in forced and store.is_published(name, key):
             gone = effect_gone(step, store, key, facts)
             if gone is None:

@@ -350,3 +350,41 @@ def test_a_parent_package_does_not_pull_in_what_it_loads_lazily():
         "convflow.models.registry",
     } <= modules
     assert not {"convflow.models.zoo", "convflow.models.yolo", "convflow.models.lenet"} & modules
+
+
+HOLD_KEY = """
+import sys
+from convflow.pipelines.store import ArtifactStore
+ArtifactStore(sys.argv[1]).claim(sys.argv[2], sys.argv[3], force=True)
+print("held", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_run_stopped_at_its_first_step_by_another_run_leaves_no_row(fake, sqlite_uri):
+    # A cron tick while the last run still computes the first step: an error, but no FAILED
+    # parent row per tick in the dashboard (the run is ended KILLED and deleted).
+    _, _, first_id = fake()
+    (published,) = [p for p in (Path(fake.root) / "produce").iterdir() if p.name[0] != "."]
+    key = json.loads((published / "step.json").read_text())["key"]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_KEY, fake.root, "produce", key],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(StoreLockedError, match=f"pid {holder.pid}"):
+            fake(force=True)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    client = MlflowClient(sqlite_uri)
+    exp = client.get_run(first_id).info.experiment_id
+    live = [r for r in client.search_runs(exp) if "mlflow.parentRunId" not in r.data.tags]
+    assert [r.info.run_id for r in live] == [first_id]
+    deleted = client.search_runs(exp, run_view_type=2)  # ViewType.DELETED_ONLY
+    assert [r.info.status for r in deleted] == ["KILLED"]
+    _, calls, _ = fake(force=True)  # the key is free again
+    assert calls == ["produce", "double", "consume"]
