@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The tests: adds what only the tests need (pytest, ruff, torch as the second Keras backend)
+# The tests: adds what only the tests need (pytest, ruff, JAX as the second Keras backend)
 # to the .venv that ./bootstrap.sh made, then runs pytest with any arguments given.
 #
 #   ./scripts/test.sh                  the whole suite (what CI runs)
