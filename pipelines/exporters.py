@@ -52,7 +52,7 @@ with DAG(
     schedule={cron!r},
     start_date=pendulum.datetime({start.year}, {start.month}, {start.day}, tz={timezone!r}),
     catchup=False,
-    max_active_runs=1,  # one run at a time holds the store anyway
+    max_active_runs=1,  # a second run of this DAG would only wait for the first one's steps
     default_args={{
         "retries": {retries},
         "retry_delay": timedelta(seconds={retry_delay_s}),
