@@ -209,11 +209,7 @@ def _run_steps(pipeline, opts, store, selected, forced, facts, versions):
             results.append(StepResult(name, NOT_RUN, key=key))
             continue
         gone = None
-        try:
-            store.claim(name, key, opts.wait, force=name in forced)  # a concurrent run's: wait
-        except StoreLockedError as e:
-            e.ran_before = any(r.status == RAN for r in results)
-            raise
+        _claim(store, name, key, opts, name in forced, results)  # a concurrent run's: wait
         if name not in forced and store.is_published(name, key):
             gone = effect_gone(step, store, key, facts)
             if gone is None:
@@ -221,6 +217,7 @@ def _run_steps(pipeline, opts, store, selected, forced, facts, versions):
                 results.append(_record_hit(store, step, key))
                 why.remember(store.root, name, key, parts)
                 continue
+            _claim(store, name, key, opts, True, results)  # redone under the key's lock too
         reason = miss_reason(pipeline, step, store, parts, forced, opts, gone)
         result, outputs = _execute(store, step, key, inputs, facts, opts, parts, reason)
         results.append(result)
@@ -231,6 +228,15 @@ def _run_steps(pipeline, opts, store, selected, forced, facts, versions):
         why.remember(store.root, name, key, parts)
         published[name] = outputs
     return results
+
+
+def _claim(store, name, key, opts, force, results) -> None:
+    """store.claim; a StoreLockedError notes whether this run had run a step before it."""
+    try:
+        store.claim(name, key, opts.wait, force=force)
+    except StoreLockedError as e:
+        e.ran_before = any(r.status == RAN for r in results)
+        raise
 
 
 def miss_reason(pipeline, step, store, parts, forced, opts, gone) -> str:
