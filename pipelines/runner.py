@@ -88,7 +88,9 @@ def run(pipeline: Pipeline, cfg: Config, opts: RunOptions, out: TextIO | None = 
     selected, forced = selection(pipeline, opts)
     source_closure.cache_clear()  # sources may have changed since the last run in this process
     store = ArtifactStore(cfg.pipeline.artifact_root)
-    with store.lock(opts.wait, shared=True):  # runs go at once; claim() guards each key
+    # Runs go at once and claim() guards each key; one that redoes published steps (--force,
+    # --from) swaps directories other runs may be reading, so it has the store to itself.
+    with store.lock(opts.wait, shared=not forced):
         store.sweep()
         uri, artifact_location = tracking.connect(opts.tracking_uri or cfg.pipeline.tracking_uri)
         exp_id = tracking.experiment_id(pipeline.name, artifact_location)
@@ -118,7 +120,7 @@ def run(pipeline: Pipeline, cfg: Config, opts: RunOptions, out: TextIO | None = 
             try:
                 results = _run_steps(pipeline, opts, store, selected, forced, facts, versions)
             except StoreLockedError as e:
-                _drop_if_idle(e, parent.info.run_id)
+                _drop_if_idle(e, parent.info.run_id, opts)
                 raise
             headline = tasks.get(pipeline.task).blessing_metric  # accuracy, mIoU, mAP@0.5
             head = dashboard.summarize(
@@ -134,17 +136,19 @@ def run(pipeline: Pipeline, cfg: Config, opts: RunOptions, out: TextIO | None = 
     return results, facts["run_id"]
 
 
-def _drop_if_idle(error: StoreLockedError, run_id: str) -> None:
+def _drop_if_idle(error: StoreLockedError, run_id: str, opts: RunOptions) -> None:
     """A run stopped by another run's key lock before it ran any step leaves no row.
 
     Two overlapping runs of one config (a cron tick while the last one still trains) meet
     at their first step; the second has produced nothing, so its parent run is ended KILLED
-    and deleted (MLflow keeps it among deleted runs) instead of a FAILED row per tick.
+    and deleted (MLflow keeps it among deleted runs) instead of a FAILED row per tick. A
+    run group's parent (Airflow: one parent for the DAG run's steps) holds other steps' runs
+    and stays.
     """
     import mlflow
     from mlflow import MlflowClient
 
-    if getattr(error, "ran_before", True):
+    if opts.run_group or getattr(error, "ran_before", True):
         return
     mlflow.end_run(status="KILLED")
     MlflowClient().delete_run(run_id)
@@ -208,16 +212,12 @@ def _run_steps(pipeline, opts, store, selected, forced, facts, versions):
             published[name] = store.outputs(name, key)
             results.append(StepResult(name, NOT_RUN, key=key))
             continue
-        gone = None
-        _claim(store, name, key, opts, name in forced, results)  # a concurrent run's: wait
-        if name not in forced and store.is_published(name, key):
-            gone = effect_gone(step, store, key, facts)
-            if gone is None:
-                published[name] = store.outputs(name, key)
-                results.append(_record_hit(store, step, key))
-                why.remember(store.root, name, key, parts)
-                continue
-            _claim(store, name, key, opts, True, results)  # redone under the key's lock too
+        cached, gone = _hit_or_gone(store, step, key, facts, opts, name in forced, results)
+        if cached:
+            published[name] = store.outputs(name, key)
+            results.append(_record_hit(store, step, key))
+            why.remember(store.root, name, key, parts)
+            continue
         reason = miss_reason(pipeline, step, store, parts, forced, opts, gone)
         result, outputs = _execute(store, step, key, inputs, facts, opts, parts, reason)
         results.append(result)
@@ -228,6 +228,20 @@ def _run_steps(pipeline, opts, store, selected, forced, facts, versions):
         why.remember(store.root, name, key, parts)
         published[name] = outputs
     return results
+
+
+def _hit_or_gone(store, step, key, facts, opts, force, results) -> tuple[bool, str | None]:
+    """(a cache hit?, why its external effect is gone); unless a hit, the key is claimed."""
+    _claim(store, step.name, key, opts, force, results)  # a concurrent run's: wait for it
+    if force or not store.is_published(step.name, key):
+        return False, None
+    gone = effect_gone(step, store, key, facts)
+    if gone is not None:
+        _claim(store, step.name, key, opts, True, results)  # redone under the key's lock too
+        gone = effect_gone(step, store, key, facts)  # a run we waited for may have redone it
+        if gone is None:
+            store.release(step.name, key)
+    return gone is None, gone
 
 
 def _claim(store, name, key, opts, force, results) -> None:
@@ -253,19 +267,19 @@ def _nested_run(step, key, cache):
     import mlflow
 
     parent = mlflow.active_run()
+    # Born with its host and pid tags, as the parent is: a signal between creating the run
+    # and tagging it would leave a RUNNING run that mark_orphans_killed cannot attribute.
     run = mlflow.start_run(
         run_name=step.name,
         nested=True,
         experiment_id=parent.info.experiment_id,
         log_system_metrics=True,  # CPU, memory (and GPU) through MLflow's own monitor
-    )
-    mlflow.set_tags(
-        {
+        tags={
             "cache": cache,
             "cache_key": key,
             "component": step.component.name,
             **tracking.process_tags(),
-        }
+        },
     )
     mlflow.log_params(tracking.flatten(dataclasses.asdict(step.params)))
     return run

@@ -35,7 +35,6 @@ from typing import Any
 
 from convflow.components.base import ARTIFACT_FILE, Artifact
 from convflow.pipelines.cache import fingerprint_dir
-from convflow.pipelines.embedded import alive
 
 STEP_FILE = "step.json"
 
@@ -72,30 +71,25 @@ class ArtifactStore:
     def sweep(self) -> int:
         """Deletes what crashed runs left half-written, never what a live run is writing.
 
-        ``<step>/.tmp-<key>-<pid>`` and ``.old-<key>-<pid>`` are stale when ``pid`` is gone
-        (or is this process: a run in it has ended), or when nobody holds that key's lock
-        (``pid`` was reused by another process): a live writer holds the key's lock for as
-        long as its directory exists (:meth:`claim`).
+        A writer holds its step key's lock for as long as its ``<step>/.tmp-<key>-<pid>`` or
+        ``.old-<key>-<pid>`` directory exists (:meth:`claim`), so such a directory is stale
+        exactly when that lock is free. The pid in the name is not consulted: on a store
+        shared by containers or hosts it may belong to another PID namespace. The directory is
+        deleted while the lock is held, so no writer can begin on that key meanwhile.
 
         Returns:
             How many directories were deleted.
         """
         count = 0
         for path in [*self.root.glob("*/.tmp-*-*"), *self.root.glob("*/.old-*-*")]:
-            key16, _, pid = path.name.split("-", 1)[1].rpartition("-")
-            if self._stale(path.parent, key16, pid):
-                shutil.rmtree(path, ignore_errors=True)
-                count += 1
+            key16 = path.name.split("-", 1)[1].rpartition("-")[0]
+            try:
+                with _Lock(self._key_lock(path.parent.name, key16), 0.0, what=""):
+                    shutil.rmtree(path, ignore_errors=True)
+                    count += 1
+            except StoreLockedError:
+                continue  # its writer is alive
         return count
-
-    def _stale(self, step_dir: Path, key16: str, pid: str) -> bool:
-        if not pid.isdigit() or int(pid) == os.getpid() or not alive(int(pid)):
-            return True
-        try:  # a live pid: stale only if it is not the one computing the key
-            with _Lock(self._key_lock(step_dir.name, key16), 0.0, what=""):
-                return True
-        except StoreLockedError:
-            return False
 
     def claim(self, step: str, key: str, timeout: float = 0.0, force: bool = False) -> None:
         """Takes the lock of ``step`` at ``key`` unless the step is published (and not forced).
@@ -113,7 +107,12 @@ class ArtifactStore:
             return
         what = f"computes {step} at {key[:12]} in"
         held = _Lock(self._key_lock(step, key[:16]), timeout, what).__enter__()
-        if not force and self.is_published(step, key):  # its holder finished it: a hit
+        try:
+            published = not force and self.is_published(step, key)  # its holder finished it
+        except BaseException:  # held by nobody's record: a later claim would wait on itself
+            held.__exit__()
+            raise
+        if published:
             held.__exit__()
         else:
             self._claims[(step, key)] = held
@@ -210,28 +209,34 @@ class _Lock:
     def __enter__(self) -> _Lock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self._acquire()
+        except BaseException:  # not free in time, another error, or Ctrl-C while waiting
+            os.close(self.fd)
+            raise
+        if self.mode == fcntl.LOCK_EX:
+            os.ftruncate(self.fd, 0)
+            stamp = f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}"
+            os.pwrite(self.fd, stamp.encode(), 0)
+        return self
+
+    def _acquire(self) -> None:
         deadline = time.monotonic() + self.timeout
         while True:
             try:
                 fcntl.flock(self.fd, self.mode | fcntl.LOCK_NB)
-                break
+                return
             except OSError as e:
                 if e.errno not in (errno.EAGAIN, errno.EACCES):
                     raise
                 if time.monotonic() >= deadline:
                     holder = os.pread(self.fd, 200, 0).decode(errors="replace").strip()
-                    os.close(self.fd)
                     raise StoreLockedError(
                         f"another convflow run ({holder or 'unknown pid'}) {self.what} "
                         f"{self.root()}; "
                         "wait for it, pass --wait SECONDS, or use another --artifact-root"
                     ) from None
                 time.sleep(0.5)
-        if self.mode == fcntl.LOCK_EX:
-            os.ftruncate(self.fd, 0)
-            stamp = f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}"
-            os.pwrite(self.fd, stamp.encode(), 0)
-        return self
 
     def root(self) -> Path:
         # .lock sits in the store's root; a step key's lock in .locks/.

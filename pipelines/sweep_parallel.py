@@ -79,9 +79,11 @@ def run_points(
                 try:
                     row, seconds = future.result()
                 except BrokenProcessPool as e:
+                    # The pool fails every running point at once: which one died is unknown.
+                    ran = sorted(p.index + 1 for p in [point, *pending.values()])
                     raise PointProcessDied(
-                        f"point {point.index + 1} ({point.label()}): its process died ({e}); "
-                        "re-run the sweep to resume (finished points are cache hits)"
+                        f"a point's process died ({e}) while points {ran} ran; re-run the "
+                        "sweep to resume (finished points are cache hits)"
                     ) from None
                 rows[point.index] = row
                 log(_finished_line(spec, row, seconds, len(rows), folder))

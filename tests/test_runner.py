@@ -388,3 +388,34 @@ def test_a_run_stopped_at_its_first_step_by_another_run_leaves_no_row(fake, sqli
     assert [r.info.status for r in deleted] == ["KILLED"]
     _, calls, _ = fake(force=True)  # the key is free again
     assert calls == ["produce", "double", "consume"]
+
+
+def test_a_forced_run_needs_the_store_to_itself_and_a_run_group_parent_stays(fake, sqlite_uri):
+    # --force swaps published directories other runs may be reading: no run may share it.
+    _, _, first_id = fake()
+    with ArtifactStore(fake.root).lock(shared=True):  # another run in progress
+        with pytest.raises(StoreLockedError, match="holds"):
+            fake(force=True)
+        statuses, _, _ = fake()  # a plain run shares the store
+        assert set(statuses.values()) == {"cached"}
+    # A run group's parent (Airflow's DAG run) holds other steps' runs: a lock conflict in one
+    # of its steps leaves it in place.
+    (published,) = [p for p in (Path(fake.root) / "produce").iterdir() if p.name[0] != "."]
+    key = json.loads((published / "step.json").read_text())["key"]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_KEY, fake.root, "produce", key],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(StoreLockedError):
+            fake(only="produce", force=True, run_group="dag-1")
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    client = MlflowClient(sqlite_uri)
+    exp = client.get_run(first_id).info.experiment_id
+    assert not client.search_runs(exp, run_view_type=2)  # nothing deleted
+    assert client.search_runs(exp, "tags.`convflow.run_group` = 'dag-1'")

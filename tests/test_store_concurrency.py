@@ -13,7 +13,7 @@ import sys
 import pytest
 from convflow.pipelines.store import ArtifactStore, StoreLockedError
 
-KEY, OTHER = "a" * 64, "b" * 64
+KEY, OTHER, THIRD = "a" * 64, "b" * 64, "c" * 64
 
 HOLD = """
 import sys, time
@@ -98,17 +98,23 @@ def test_sweep_keeps_a_live_runs_temp_dir_and_removes_a_dead_ones(tmp_path):
         dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                               capture_output=True, text=True, check=True)  # fmt: skip
         dead_pid = int(dead.stdout)
-        crashed = tmp_path / "train" / f".tmp-{KEY[:16]}-{dead_pid}"
-        swapped = tmp_path / "train" / f".old-{KEY[:16]}-{dead_pid}"
+        crashed = tmp_path / "train" / f".tmp-{OTHER[:16]}-{dead_pid}"
+        swapped = tmp_path / "train" / f".old-{OTHER[:16]}-{dead_pid}"
         # A live pid that does not hold the key (a crashed run's pid, reused since).
-        reused = tmp_path / "train" / f".tmp-{OTHER[:16]}-{proc.pid}"
-        for d in (crashed, swapped, reused):
+        reused = tmp_path / "train" / f".tmp-{THIRD[:16]}-{proc.pid}"
+        # Left under the key a live run computes: kept until that key is free (pids in the
+        # name are not trusted: they may be another container's).
+        waits = tmp_path / "train" / f".tmp-{KEY[:16]}-{dead_pid}"
+        for d in (crashed, swapped, reused, waits):
             (d / "model").mkdir(parents=True)
         assert store.sweep() == 3
         assert os.path.isdir(live) and os.path.basename(live) == f".tmp-{KEY[:16]}-{proc.pid}"
         assert not crashed.exists() and not swapped.exists() and not reused.exists()
+        assert waits.exists()
     finally:
         _finish(proc)
+    assert store.sweep() == 2  # the holder is gone: its own and the older leftover
+    assert not os.path.exists(live) and not waits.exists()
 
 
 def test_runs_share_the_store_lock_and_an_exclusive_holder_excludes_them(tmp_path):
