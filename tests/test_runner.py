@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -361,25 +362,33 @@ sys.stdin.readline()
 """
 
 
-def test_a_run_stopped_at_its_first_step_by_another_run_leaves_no_row(fake, sqlite_uri):
-    # A cron tick while the last run still computes the first step: an error, but no FAILED
-    # parent row per tick in the dashboard (the run is ended KILLED and deleted).
-    _, _, first_id = fake()
-    (published,) = [p for p in (Path(fake.root) / "produce").iterdir() if p.name[0] != "."]
+@contextlib.contextmanager
+def _another_run_computing(root: str, step: str):
+    """A process holding the lock of ``step``'s published key, as a run redoing it would;
+    yields its pid."""
+    (published,) = [p for p in (Path(root) / step).iterdir() if p.name[0] != "."]
     key = json.loads((published / "step.json").read_text())["key"]
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_KEY, fake.root, "produce", key],
+        [sys.executable, "-c", HOLD_KEY, root, step, key],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(StoreLockedError, match=f"pid {holder.pid}"):
-            fake(force=True)
+        yield holder.pid
     finally:
         holder.stdin.close()
         holder.wait(timeout=60)
+
+
+def test_a_run_stopped_at_its_first_step_by_another_run_leaves_no_row(fake, sqlite_uri):
+    # A cron tick while the last run still computes the first step: an error, but no FAILED
+    # parent row per tick in the dashboard (the run is ended KILLED and deleted).
+    _, _, first_id = fake()
+    with _another_run_computing(fake.root, "produce") as pid:
+        with pytest.raises(StoreLockedError, match=f"pid {pid}"):  # noqa: SIM117 (needs pid)
+            fake(force=True)
     client = MlflowClient(sqlite_uri)
     exp = client.get_run(first_id).info.experiment_id
     live = [r for r in client.search_runs(exp) if "mlflow.parentRunId" not in r.data.tags]
@@ -400,21 +409,8 @@ def test_a_forced_run_needs_the_store_to_itself_and_a_run_group_parent_stays(fak
         assert set(statuses.values()) == {"cached"}
     # A run group's parent (Airflow's DAG run) holds other steps' runs: a lock conflict in one
     # of its steps leaves it in place.
-    (published,) = [p for p in (Path(fake.root) / "produce").iterdir() if p.name[0] != "."]
-    key = json.loads((published / "step.json").read_text())["key"]
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_KEY, fake.root, "produce", key],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(StoreLockedError):
-            fake(only="produce", force=True, run_group="dag-1")
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=60)
+    with _another_run_computing(fake.root, "produce"), pytest.raises(StoreLockedError):
+        fake(only="produce", force=True, run_group="dag-1")
     client = MlflowClient(sqlite_uri)
     exp = client.get_run(first_id).info.experiment_id
     assert not client.search_runs(exp, run_view_type=2)  # nothing deleted
