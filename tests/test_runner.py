@@ -386,9 +386,11 @@ def test_a_run_stopped_at_its_first_step_by_another_run_leaves_no_row(fake, sqli
     # A cron tick while the last run still computes the first step: an error, but no FAILED
     # parent row per tick in the dashboard (the run is ended KILLED and deleted).
     _, _, first_id = fake()
-    with _another_run_computing(fake.root, "produce") as pid:
-        with pytest.raises(StoreLockedError, match=f"pid {pid}"):  # noqa: SIM117 (needs pid)
-            fake(force=True)
+    with (
+        _another_run_computing(fake.root, "produce") as pid,
+        pytest.raises(StoreLockedError, match=f"pid {pid}"),
+    ):
+        fake(force=True)
     client = MlflowClient(sqlite_uri)
     exp = client.get_run(first_id).info.experiment_id
     live = [r for r in client.search_runs(exp) if "mlflow.parentRunId" not in r.data.tags]
