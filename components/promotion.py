@@ -16,6 +16,7 @@ import os
 import time
 
 from convflow.components import alias_history
+from convflow.components.insert_race import retried_once_on_insert_race
 from convflow.components.lease import LeaseUnavailable, promotion_lease
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -44,7 +45,8 @@ def alias_version(client, model: str, alias: str) -> str | None:
 
 def move_alias(client, model, alias, to_version, *, from_version, reason, run_id="", trigger=""):
     """Sets ``model@alias`` to ``to_version`` and records the move with its reason."""
-    client.set_registered_model_alias(model, alias, to_version)
+    # Two pipelines registering one model both set a new @challenger at once.
+    retried_once_on_insert_race(client.set_registered_model_alias, model, alias, to_version)
     move = alias_history.AliasMove(
         model=model,
         alias=alias,

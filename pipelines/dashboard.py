@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from convflow.components.base import EXAMPLES, RAW_EXAMPLES
+from convflow.components.insert_race import retried_once_on_insert_race
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING_KIND = "custom_model_development"
@@ -261,16 +262,8 @@ def dataset_name(sections: Mapping[str, Any]) -> str:
 def log_inputs_once(client, run_id: str, inputs: list) -> None:
     """``client.log_inputs``, tried once more when a run logging the same dataset at the same
     time (``convflow sweep --max-parallel``) inserted it between MLflow's lookup and its own
-    insert: the second try finds the row (sqlite: "UNIQUE constraint failed", PostgreSQL:
-    "violates unique constraint")."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.log_inputs(run_id, datasets=inputs)
-    except MlflowException as e:
-        if "unique constraint" not in str(e).lower():
-            raise
-        client.log_inputs(run_id, datasets=inputs)
+    insert (components/insert_race.py)."""
+    retried_once_on_insert_race(client.log_inputs, run_id, datasets=inputs)
 
 
 def summarize(
