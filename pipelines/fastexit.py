@@ -3,10 +3,11 @@
 After a command's work is done, Python's interpreter shutdown frees the ~2,500 modules a run
 imports (MLflow alone pulls in SQLAlchemy, pandas, pyarrow, FastAPI...): about 0.7 s of CPU on
 this project's machine, about a quarter of a fully cached run (``bench/noop.py``), for memory
-the kernel takes back anyway. :func:`exit_now` does what shutdown does that matters (waits for
-non-daemon threads, runs the ``atexit`` handlers: logging, MLflow's, ``weakref.finalize``;
-flushes stdout and stderr) and then leaves with ``os._exit``. Only the console script uses it;
-code that calls :func:`convflow.pipelines.cli.main` in-process keeps the normal shutdown.
+the kernel takes back anyway. :func:`exit_now` does what shutdown does that matters (threading's
+exit hooks, which stop idle executor workers, and waiting for non-daemon threads; the ``atexit``
+handlers: logging, MLflow's, ``weakref.finalize``; flushing stdout and stderr) and then leaves
+with ``os._exit``. Only the console script uses it; code that calls
+:func:`convflow.pipelines.cli.main` in-process keeps the normal shutdown.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ def exit_now(code: int) -> NoReturn:
     Args:
         code: the exit status (0–255).
     """
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
-    atexit._run_exitfuncs()  # CPython: what Py_Finalize calls; registered handlers run once
+    # What Py_Finalize does first, in its order: threading's own exit hooks (they wake the
+    # idle workers of executors nobody shut down), then every non-daemon thread is joined;
+    # then the atexit handlers (each runs once).
+    threading._shutdown()
+    atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -29,6 +29,9 @@ def test_output_atexit_handlers_and_threads_are_finished_before_the_exit(tmp_pat
             time.sleep(0.5)
             Path("thread.txt").write_text("joined")
         threading.Thread(target=late).start()
+        from concurrent.futures import ThreadPoolExecutor
+        pool = ThreadPoolExecutor(1)  # kept, never shut down: its worker waits for work
+        pool.submit(print, "pool", file=sys.stderr)
         sys.stdout.write("x" * 100_000)  # still in the buffer when the command returns
         sys.argv = ["convflow", "models"]
         entry()
@@ -40,6 +43,7 @@ def test_output_atexit_handlers_and_threads_are_finished_before_the_exit(tmp_pat
     assert "lenet5" in done.stdout  # the command's own table, flushed after it
     assert (tmp_path / "atexit.txt").read_text() == "ran"
     assert (tmp_path / "thread.txt").read_text() == "joined"
+    assert "pool" in done.stderr  # and its idle worker did not keep the process alive
 
 
 def test_the_command_exit_status_is_kept(tmp_path):
