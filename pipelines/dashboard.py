@@ -259,13 +259,6 @@ def dataset_name(sections: Mapping[str, Any]) -> str:
     return "examples"
 
 
-def log_inputs_once(client, run_id: str, inputs: list) -> None:
-    """``client.log_inputs``, tried once more when a run logging the same dataset at the same
-    time (``convflow sweep --max-parallel``) inserted it between MLflow's lookup and its own
-    insert (components/insert_race.py)."""
-    retried_once_on_insert_race(client.log_inputs, run_id, datasets=inputs)
-
-
 def summarize(
     client, run_id: str, store, results, sections: Mapping[str, Any], metric: str
 ) -> dict:
@@ -289,7 +282,9 @@ def summarize(
     dataset = dataset_entity(artifacts, records, dataset_name(sections))
     if dataset is not None:
         context = InputTag("mlflow.data.context", "training")
-        log_inputs_once(client, run_id, [DatasetInput(dataset, [context])])
+        # Parallel sweep points log the same dataset at once (components/insert_race.py).
+        datasets = [DatasetInput(dataset, [context])]
+        retried_once_on_insert_race(client.log_inputs, run_id, datasets=datasets)
     model_id = _model_id(client, head) if _ran(results, "Registration", artifacts) else None
     if model_id:
         from mlflow.entities import LoggedModelOutput

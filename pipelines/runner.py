@@ -148,7 +148,7 @@ def _drop_if_idle(error: StoreLockedError, run_id: str, opts: RunOptions) -> Non
     import mlflow
     from mlflow import MlflowClient
 
-    if opts.run_group or getattr(error, "ran_before", True):
+    if opts.run_group or error.ran_before:
         return
     mlflow.end_run(status="KILLED")
     MlflowClient().delete_run(run_id)

@@ -42,6 +42,8 @@ STEP_FILE = "step.json"
 class StoreLockedError(Exception):
     """Another run holds the store, or computes a step this run needs."""
 
+    ran_before = True  # the runner sets False when this run had not run a step yet
+
 
 class ArtifactStore:
     def __init__(self, root: str | os.PathLike):

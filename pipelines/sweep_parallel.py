@@ -14,6 +14,7 @@ point. Rows come back in the points' order, whatever order they finished in.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import multiprocessing
@@ -139,9 +140,7 @@ def _output_to(path: Path):
 
 
 def _finished_line(spec: SweepSpec, row: PointResult, seconds: float, n_done: int, folder):
-    counts: dict[str, int] = {}
-    for status in row.statuses.values():
-        counts[status] = counts.get(status, 0) + 1
+    counts = collections.Counter(row.statuses.values())
     steps = ", ".join(f"{n} {s}" for s, n in counts.items())
     head = f"point {row.point.index + 1} ({row.point.label()})"
     where = f"[{n_done}/{len(spec.points)}, {seconds:.1f} s]"
