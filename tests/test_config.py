@@ -222,3 +222,11 @@ def test_aliases_that_do_not_explode_still_work(tmp_path):
     )
     cfg, _ = load_config(path, [])
     assert cfg["ingest"].seed == 3 and cfg["train"].seed == 3
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_config_resolves(path):
+    # load_config checks each key, value and the chosen model's model_kwargs against its builder,
+    # so an edit to a shipped config that a run would refuse fails here, not an hour into a run.
+    cfg, _ = load_config(str(path), [])
+    assert cfg.pipeline.name == path.stem
