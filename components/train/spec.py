@@ -133,7 +133,13 @@ class TrainParams:
     optimizer: str = param("adam", help="optimizer", choices=OPTIMIZERS)
     learning_rate: float = param(2e-3, help="peak learning rate", min_exclusive=0.0, max=10.0)
     momentum: float = param(0.9, help="SGD momentum (Nesterov)", min=0.0, max=0.999)
-    weight_decay: float = param(0.0, help="decoupled weight decay", min=0.0, max=1.0)
+    weight_decay: float = param(
+        0.0,
+        help="decoupled weight decay: w -= lr·wd·w each step; with SGD momentum m, a paper's "
+        "L2 coefficient λ corresponds to wd = λ / (1 − m)",
+        min=0.0,
+        max=1.0,
+    )
     schedule: str = param("cosine", help="learning-rate schedule", choices=SCHEDULES)
     warmup_epochs: float = param(0.0, help="linear warm-up length in epochs", min=0.0)
     step_every_epochs: int = param(10, help="step schedule: epochs between decays", min=1)
