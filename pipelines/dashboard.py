@@ -80,8 +80,10 @@ def prefer_model_training_view(client, experiment_id: str) -> None:
     """Tags an experiment as model training unless someone already chose its kind."""
     exp = client.get_experiment(experiment_id)
     if EXPERIMENT_KIND_TAG not in exp.tags:
-        _set_experiment_tag(client, experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND,
-                            overwrite=False)  # fmt: skip
+        # Two pipelines tag a new experiment at once (components/insert_race.py).
+        retried_once_on_insert_race(
+            client.set_experiment_tag, experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND
+        )
 
 
 def shared_view(headline_metric: str) -> str:
@@ -97,27 +99,9 @@ def share_view(client, experiment_id: str, headline_metric: str) -> None:
     """Writes (or updates) the experiment's convflow view for its headline metric."""
     value = shared_view(headline_metric)
     if client.get_experiment(experiment_id).tags.get(SHARED_VIEW_TAG) != value:
-        _set_experiment_tag(client, experiment_id, SHARED_VIEW_TAG, value, overwrite=True)
-
-
-def _set_experiment_tag(client, experiment_id: str, key: str, value: str, overwrite: bool):
-    """``set_experiment_tag`` that survives another run writing the same new tag at once.
-
-    MLflow's SQL store inserts a new tag row; when two pipelines tag one experiment at the
-    same moment on PostgreSQL, the loser fails on the primary key (``experiment_tag_pk``).
-    The tag exists then: keep the winner's value, or (``overwrite``) write ours over it,
-    which is now an update.
-    """
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.set_experiment_tag(experiment_id, key, value)
-    except MlflowException:
-        tags = client.get_experiment(experiment_id).tags
-        if key not in tags:
-            raise
-        if overwrite and tags[key] != value:
-            client.set_experiment_tag(experiment_id, key, value)
+        retried_once_on_insert_race(
+            client.set_experiment_tag, experiment_id, SHARED_VIEW_TAG, value
+        )
 
 
 def ui_url(base: str, experiment_id: str) -> str:
